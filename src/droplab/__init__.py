@@ -1,0 +1,13 @@
+"""droplab: the dropout family of regularizers, and the instrument that measures what
+dropout does.
+
+    >>> import droplab as dl
+    >>> layer = dl.Dropout(0.5)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from droplab import rng  # noqa: F401
+from droplab.findings import Findings  # noqa: F401
