@@ -9,5 +9,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from droplab import rng  # noqa: F401
+from droplab import (
+    functional,  # noqa: F401
+    rng,  # noqa: F401
+)
 from droplab.findings import Findings  # noqa: F401
+from droplab.layers import *  # noqa: F403  (the dropout family: dl.Dropout, dl.DropBlock, ...)
