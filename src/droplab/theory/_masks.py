@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from droplab import functional
+
 
 def multiplicative_noise(
     x: Tensor,
@@ -21,5 +23,4 @@ def multiplicative_noise(
     if sigma is not None:
         xi = 1.0 + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
         return x * xi
-    mask = torch.bernoulli(torch.full_like(x, keep), generator=generator)
-    return x * mask / keep if scaling == "inverted" else x * mask
+    return functional.dropout(x, keep=keep, scaling=scaling, generator=generator)
