@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -34,11 +36,25 @@ from droplab._validate import (
     check_dims,
     check_float_tensor,
     check_generator,
+    check_nonneg_float,
+    check_positive_int,
     check_rate,
     normalize_dims,
 )
 
-__all__ = ["dropout"]
+__all__ = [
+    "alpha_dropout",
+    "drop_block",
+    "drop_block_gamma",
+    "drop_connect_weight",
+    "drop_path",
+    "dropout",
+    "fixed_count_dropout",
+    "gaussian_dropout",
+    "gaussian_noise",
+    "gaussian_sigma",
+    "spatial_dropout",
+]
 
 SCALINGS = ("inverted", "classic")
 BACKENDS = ("auto", "fast", "torch")
@@ -155,3 +171,477 @@ def dropout(
     if scaling == "inverted":
         mask = mask / keep  # values in {0, 1/keep}
     return x * mask  # mask broadcasts along broadcast_dims
+
+
+def fixed_count_dropout(
+    x: torch.Tensor,
+    rate: float | None = DEFAULT_RATE,
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    scaling: str = "inverted",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Drop exactly ``k = round(rate * n)`` of the ``n`` units along the last dim.
+
+    Each example (every index of the leading dims) gets its own uniformly random set of
+    ``k`` dropped units: a fixed number of active units instead of a fixed probability
+    (the alternative named in the research note). ``round`` is Python's (half to even).
+    The scaling uses the exact kept fraction :math:`\kappa = (n - k) / n`:
+
+    * ``"inverted"``: training :math:`y = x \odot m / \kappa`, eval :math:`y = x`;
+    * ``"classic"``: training :math:`y = x \odot m`, eval :math:`y = \kappa x`.
+
+    Each unit is then kept with probability exactly :math:`\kappa`, so inverted scaling
+    gives :math:`E[y] = x`.
+
+    Shape:
+        Input: ``(*, n)`` with at least one dim. Output: same shape.
+
+    Example:
+        >>> y = fixed_count_dropout(torch.ones(2, 10), 0.3)
+        >>> (y == 0).sum(dim=-1).tolist()
+        [3, 3]
+    """
+    check_float_tensor(x, "x")
+    rate, keep = check_rate(rate, keep)
+    check_choice(scaling, "scaling", SCALINGS)
+    check_generator(generator)
+    if x.ndim == 0:
+        raise ValueError(
+            "fixed_count_dropout expects input of shape (*, n) with at least one dim "
+            "(units along the last dim), got a 0-d tensor"
+        )
+    n = x.shape[-1]
+    n_drop = round(rate * n)
+    if n == 0 or n_drop == 0:
+        return x
+    kept_fraction = (n - n_drop) / n
+    if not training:
+        return x * kept_fraction if scaling == "classic" else x
+    if n_drop == n:
+        return x * 0.0
+    scores = _uniform(x.shape, x, generator)  # (*, n)
+    dropped = scores.topk(n_drop, dim=-1, largest=False).indices  # (*, n_drop)
+    mask = torch.ones_like(x).scatter(-1, dropped, 0.0)  # (*, n), exactly n - n_drop ones
+    if scaling == "inverted":
+        mask = mask / kept_fraction
+    return x * mask
+
+
+# --------------------------------------------------------------------------- Gaussian
+
+
+def gaussian_sigma(
+    rate: float | None = None, *, keep: float | None = None, sigma: float | None = None
+) -> float:
+    r"""The noise std of Gaussian dropout: ``sigma`` itself, or :math:`\sqrt{rate/(1-rate)}`.
+
+    :math:`\sigma^2 = \text{rate}/(1-\text{rate})` is the variance of the inverted Bernoulli
+    multiplier :math:`m/\text{keep}`, so both kinds of dropout perturb a unit equally
+    (Srivastava et al. 2014, sec. 10; Wang & Manning 2013).
+    """
+    if sigma is not None:
+        if rate is not None or keep is not None:
+            raise ValueError(
+                f"give one of rate, keep or sigma, not several; got rate={rate!r}, "
+                f"keep={keep!r}, sigma={sigma!r}"
+            )
+        return check_nonneg_float(sigma, "sigma")
+    if rate is None and keep is None:
+        raise ValueError(
+            "Gaussian dropout needs rate (in [0, 1)), keep (in (0, 1]) or sigma (>= 0); "
+            "got none of them"
+        )
+    rate, keep = check_rate(rate, keep, allow_one=False)
+    return math.sqrt(rate / keep)
+
+
+def gaussian_dropout(
+    x: torch.Tensor,
+    rate: float | None = None,
+    *,
+    keep: float | None = None,
+    sigma: float | None = None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""Multiplicative Gaussian noise: :math:`y = x \odot (1 + \sigma \varepsilon)`,
+    :math:`\varepsilon \sim N(0, I)`.
+
+    Give ``sigma`` directly, or ``rate`` (or ``keep``) for
+    :math:`\sigma^2 = \text{rate} / (1 - \text{rate})`, the variance of inverted Bernoulli
+    dropout at that rate (Srivastava et al. 2014, sec. 10). :math:`E[y] = x`,
+    :math:`\mathrm{Var}[y_i] = \sigma^2 x_i^2`. Identity in eval.
+
+    Shape:
+        Input: ``(*)``. Output: ``(*)``.
+
+    Example:
+        >>> gaussian_dropout(torch.ones(3), 0.5, training=False).tolist()
+        [1.0, 1.0, 1.0]
+    """
+    check_float_tensor(x, "x")
+    sigma = gaussian_sigma(rate, keep=keep, sigma=sigma)
+    check_generator(generator)
+    kernels = _fast_kernels(backend)
+    if not training or sigma == 0.0:
+        return x
+    if kernels is not None:
+        return kernels.gaussian(x, sigma, _kernel_seed(generator))
+    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=_noise_dtype(x))
+    return x * (1.0 + sigma * eps).to(x.dtype)
+
+
+def gaussian_noise(
+    x: torch.Tensor,
+    std: float,
+    *,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Additive Gaussian noise :math:`y = x + \text{std}\cdot\varepsilon`,
+    :math:`\varepsilon \sim N(0, I)`, in training; identity in eval.
+
+    Adding noise to the inputs is equivalent to Tikhonov regularization to first order
+    (Bishop 1995, Neural Computation 7).
+
+    Shape:
+        Input: ``(*)``. Output: ``(*)``.
+    """
+    check_float_tensor(x, "x")
+    std = check_nonneg_float(std, "std")
+    check_generator(generator)
+    if not training or std == 0.0:
+        return x
+    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=_noise_dtype(x))
+    return x + (std * eps).to(x.dtype)
+
+
+# SELU constants (Klambauer et al. 2017, "Self-Normalizing Neural Networks", NeurIPS).
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_LAMBDA = 1.0507009873554804934193349852946
+_ALPHA_PRIME = -SELU_LAMBDA * SELU_ALPHA  # SELU's limit for x -> -inf: dropped units' value
+
+
+def alpha_dropout(
+    x: torch.Tensor,
+    rate: float | None = DEFAULT_RATE,
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Alpha dropout: keeps zero mean and unit variance of SELU activations.
+
+    Dropped units are set to :math:`\alpha' = -\lambda\alpha \approx -1.7581` (SELU's
+    negative saturation) instead of 0, then an affine map restores the moments:
+
+    .. math::
+        y = a\,(x \odot m + \alpha' (1 - m)) + b,\quad
+        a = (q + \alpha'^2 q (1 - q))^{-1/2},\quad b = -a (1 - q) \alpha',
+
+    with :math:`m \sim \mathrm{Bernoulli}(q)`, ``q = keep`` (Klambauer et al. 2017, eq. 12).
+    If :math:`x` has mean 0 and variance 1, so does :math:`y`. Identity in eval;
+    ``rate == 1`` gives zeros (as torch does).
+
+    Shape:
+        Input: ``(*)``. Output: ``(*)``.
+    """
+    check_float_tensor(x, "x")
+    rate, keep = check_rate(rate, keep)
+    check_generator(generator)
+    if not training or rate == 0.0:
+        return x
+    if rate == 1.0:
+        return x * 0.0
+    a = (keep + _ALPHA_PRIME**2 * keep * rate) ** -0.5
+    b = -a * rate * _ALPHA_PRIME
+    mask = _keep_mask(x.shape, keep, x, generator)
+    return (x * mask + _ALPHA_PRIME * (1.0 - mask)) * a + b
+
+
+# --------------------------------------------------------------------------- structured
+
+
+def _check_spatial_rank(x: torch.Tensor, op: str, ranks: Sequence[int], shape_text: str) -> None:
+    if x.ndim not in ranks:
+        raise ValueError(
+            f"{op} expects input of shape {shape_text}, got shape {tuple(x.shape)} (rank {x.ndim})"
+        )
+
+
+def spatial_dropout(
+    x: torch.Tensor,
+    rate: float | None = DEFAULT_RATE,
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Drop whole channels: :math:`y_{n,c,\ldots} = x_{n,c,\ldots}\, m_{n,c} / \text{keep}`.
+
+    One Bernoulli(keep) draw per (example, channel), shared over all spatial positions, so
+    correlated neighbouring activations cannot stand in for a dropped one (Tompson et al.
+    2015, "Efficient Object Localization Using Convolutional Networks"). Any number >= 1 of
+    spatial dims; inputs of rank < 3 are an error (``torch.nn.Dropout2d`` silently treats
+    a 3-D input as unbatched, this op does not guess).
+
+    Shape:
+        Input: ``(N, C, *spatial)`` with at least one spatial dim. Output: same shape.
+    """
+    check_float_tensor(x, "x")
+    rate, keep = check_rate(rate, keep)
+    if x.ndim < 3:
+        raise ValueError(
+            "spatial_dropout expects input of shape (N, C, *spatial) with at least one "
+            f"spatial dim (rank >= 3), got shape {tuple(x.shape)} (rank {x.ndim}); "
+            "for (N, D) input use dropout"
+        )
+    return dropout(
+        x,
+        rate,
+        training=training,
+        broadcast_dims=tuple(range(2, x.ndim)),
+        generator=generator,
+    )
+
+
+def _block_tuple(block_size: int | Sequence[int], n_spatial: int | None) -> tuple[int, ...]:
+    """``block_size`` as a tuple of positive ints (an int means the same size on every dim)."""
+    if isinstance(block_size, Sequence) and not isinstance(block_size, str):
+        blocks = tuple(check_positive_int(b, "block_size") for b in block_size)
+        if n_spatial is not None and len(blocks) != n_spatial:
+            raise ValueError(
+                f"block_size must be an int or a tuple of {n_spatial} ints for an input "
+                f"with {n_spatial} spatial dims, got {tuple(block_size)!r}"
+            )
+        if not 1 <= len(blocks) <= 2:
+            raise ValueError(f"block_size must be an int or 1 or 2 ints, got {block_size!r}")
+        return blocks
+    b = check_positive_int(block_size, "block_size")
+    return (b,) * (n_spatial or 1)
+
+
+def _coverage_counts(size: int, block: int) -> list[int]:
+    """For each position i of a dim of ``size``: how many valid block starts cover it.
+
+    Block starts s range over the valid region 0 .. size - block (blocks lie fully inside,
+    Ghiasi et al. 2018); s covers i when s <= i <= s + block - 1.
+    """
+    last = size - block
+    return [min(i, last) - max(0, i - block + 1) + 1 for i in range(size)]
+
+
+def _coverage_histogram(spatial: tuple[int, ...], blocks: tuple[int, ...]) -> dict[int, int]:
+    """{c: number of positions covered by exactly c valid block starts}, c = prod_d c_d."""
+    hist = {1: 1}
+    for size, block in zip(spatial, blocks):
+        dim_hist: dict[int, int] = {}
+        for c in _coverage_counts(size, block):
+            dim_hist[c] = dim_hist.get(c, 0) + 1
+        new: dict[int, int] = {}
+        for a, na in hist.items():
+            for b, nb in dim_hist.items():
+                new[a * b] = new.get(a * b, 0) + na * nb
+        hist = new
+    return hist
+
+
+@functools.lru_cache(maxsize=1024)
+def _drop_block_gamma_exact(spatial: tuple[int, ...], blocks: tuple[int, ...], rate: float):
+    hist = _coverage_histogram(spatial, blocks)
+    total = math.prod(spatial)
+
+    def dropped_fraction(gamma: float) -> float:  # E[fraction of dropped units], increasing
+        return sum(n * -math.expm1(c * math.log1p(-gamma)) for c, n in hist.items()) / total
+
+    lo, hi = 0.0, 1.0  # dropped_fraction(0) = 0, dropped_fraction(1) = 1 (every c >= 1)
+    for _ in range(100):  # bisection to float precision
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if dropped_fraction(mid) < rate:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def drop_block_gamma(
+    spatial_shape: Sequence[int],
+    rate: float,
+    block_size: int | Sequence[int],
+    *,
+    exact: bool = True,
+) -> float:
+    r"""The per-position seed probability :math:`\gamma` of DropBlock.
+
+    Block starts are drawn only in the valid region (a block lies fully inside the map),
+    :math:`\prod_d (S_d - b_d + 1)` positions. A unit covered by :math:`c(u)` possible block
+    starts is dropped with probability :math:`1 - (1 - \gamma)^{c(u)}`.
+
+    * ``exact=False``: Ghiasi et al. 2018 (NeurIPS, "DropBlock", eq. 1) with the valid-region
+      correction, :math:`\gamma = \frac{\text{rate}}{\prod_d b_d}
+      \prod_d \frac{S_d}{S_d - b_d + 1}`; it counts overlapping blocks twice, so the
+      dropped fraction falls below ``rate`` as ``rate`` grows (0.39 instead of 0.5 at
+      rate 0.5, block 3, on a 13 x 7 map).
+    * ``exact=True`` (what :func:`drop_block` uses): the :math:`\gamma` that solves
+      :math:`\frac{1}{|S|}\sum_u 1 - (1 - \gamma)^{c(u)} = \text{rate}` (bisection), so the
+      expected dropped fraction equals ``rate`` for any shape, H != W included. It agrees
+      with Ghiasi's to first order in ``rate``.
+    """
+    spatial = tuple(int(s) for s in spatial_shape)
+    blocks = _block_tuple(block_size, len(spatial))
+    rate = check_rate(rate, None)[0]
+    for size, block in zip(spatial, blocks):
+        if block > size:
+            raise ValueError(
+                f"block_size {blocks} does not fit spatial shape {spatial}: need block_size "
+                f"<= spatial size on every dim"
+            )
+    if not exact:
+        valid = math.prod(s - b + 1 for s, b in zip(spatial, blocks))
+        return rate / math.prod(blocks) * math.prod(spatial) / valid
+    if rate in (0.0, 1.0):
+        return rate
+    return _drop_block_gamma_exact(spatial, blocks, rate)
+
+
+def drop_block_keep_prob(
+    spatial_shape: Sequence[int], gamma: float, block_size: int | Sequence[int]
+) -> torch.Tensor:
+    r"""P(unit u is kept) :math:`= (1 - \gamma)^{c(u)}` for every position, float64 ``spatial_shape``."""
+    spatial = tuple(int(s) for s in spatial_shape)
+    blocks = _block_tuple(block_size, len(spatial))
+    counts = torch.ones((), dtype=torch.float64)
+    for d, (size, block) in enumerate(zip(spatial, blocks)):
+        c = torch.tensor(_coverage_counts(size, block), dtype=torch.float64)
+        counts = counts.unsqueeze(-1) * c if d else c  # (S_0, ..., S_d)
+    return torch.exp(counts * math.log1p(-gamma))  # (*spatial)
+
+
+def drop_block(
+    x: torch.Tensor,
+    rate: float | None,
+    block_size: int | Sequence[int],
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""DropBlock (Ghiasi et al. 2018, NeurIPS): drop contiguous blocks of a feature map.
+
+    For each (example, channel) block starts are drawn as Bernoulli(:math:`\gamma`) in the
+    valid region, where a ``block_size`` block fits fully inside the map, and every unit of
+    each started block is dropped. :math:`\gamma` is solved so that the expected fraction of
+    dropped units equals ``rate`` for any shape, including H != W (see
+    :func:`drop_block_gamma`). Units near a border are covered by fewer possible blocks and
+    dropped less often; each unit is rescaled by its own keep probability
+    :math:`p_u = (1-\gamma)^{c(u)}`,
+
+    .. math:: y_u = x_u\, m_u / p_u,
+
+    so :math:`E[y] = x` at every position, borders included. Identity in eval; ``rate == 1``
+    gives zeros.
+
+    Args:
+        x: ``(N, C, L)`` or ``(N, C, H, W)`` input.
+        rate: target fraction of dropped units, in [0, 1] (or give ``keep``).
+        block_size: block edge, an int or one int per spatial dim; each <= that spatial size.
+
+    Shape:
+        Input: ``(N, C, L)`` or ``(N, C, H, W)``. Output: same shape.
+
+    Example:
+        >>> drop_block(torch.ones(2, 3, 10, 7), 0.2, 3).shape
+        torch.Size([2, 3, 10, 7])
+    """
+    check_float_tensor(x, "x")
+    rate, keep = check_rate(rate, keep)
+    check_generator(generator)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            "drop_block expects input of shape (N, C, L) or (N, C, H, W), got shape "
+            f"{tuple(x.shape)} (rank {x.ndim})"
+        )
+    spatial = tuple(x.shape[2:])
+    blocks = _block_tuple(block_size, len(spatial))
+    if any(b > s for b, s in zip(blocks, spatial)):
+        raise ValueError(
+            f"block_size {blocks} is larger than the input's spatial shape {spatial} "
+            f"(input shape {tuple(x.shape)}); need 1 <= block_size <= spatial size"
+        )
+    if not training or rate == 0.0:
+        return x
+    if rate == 1.0:
+        return x * 0.0
+    gamma = drop_block_gamma(spatial, rate, blocks)
+    valid = [s - b + 1 for s, b in zip(spatial, blocks)]
+    seeds = (_uniform((*x.shape[:2], *valid), x, generator) < gamma).to(_noise_dtype(x))
+    pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
+    seeds = torch.nn.functional.pad(seeds, pad)  # (N, C, *(S + b - 1))
+    pool = torch.nn.functional.max_pool1d if len(spatial) == 1 else torch.nn.functional.max_pool2d
+    dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C, *spatial), 1 = dropped
+    keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _noise_dtype(x))
+    return x * ((1.0 - dropped) / keep_prob).to(x.dtype)  # keep_prob broadcasts over (N, C)
+
+
+# --------------------------------------------------------------------------- paths, weights
+
+
+def drop_path(
+    x: torch.Tensor,
+    rate: float | None = None,
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    scale_by_keep: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Stochastic depth: drop a whole example's residual branch.
+
+    :math:`y_n = x_n m_n / \text{keep}` with one :math:`m_n \sim \mathrm{Bernoulli}(\text{keep})`
+    per example (dim 0); without ``scale_by_keep`` :math:`y_n = x_n m_n`. Apply it to the
+    branch, ``out = shortcut + drop_path(branch(x), rate)`` (Huang et al. 2016, "Deep
+    Networks with Stochastic Depth"; Larsson et al. 2017, FractalNet). Identity in eval.
+
+    Shape:
+        Input: ``(N, *)``. Output: same shape.
+    """
+    check_float_tensor(x, "x")
+    rate, keep = check_rate(rate, keep)
+    check_generator(generator)
+    if x.ndim == 0:
+        raise ValueError("drop_path expects input of shape (N, *), got a 0-d tensor")
+    if not training or rate == 0.0:
+        return x
+    if rate == 1.0:
+        return x * 0.0
+    mask = _keep_mask((x.shape[0],) + (1,) * (x.ndim - 1), keep, x, generator)  # (N, 1, ...)
+    if scale_by_keep:
+        mask = mask / keep
+    return x * mask
+
+
+def drop_connect_weight(
+    w: torch.Tensor,
+    rate: float | None = None,
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""DropConnect on a weight tensor: :math:`\tilde W = W \odot M / \text{keep}`,
+    :math:`M_{ij} \sim \mathrm{Bernoulli}(\text{keep})` (Wan et al. 2013, ICML).
+
+    Inverted scaling, so the eval rule is the plain weight (Wan et al. instead match
+    moments with a Gaussian at inference; the mean rule is the common simplification).
+
+    Shape:
+        Input: any weight shape. Output: same shape.
+    """
+    check_float_tensor(w, "w")
+    rate, keep = check_rate(rate, keep)
+    return dropout(w, rate, training=training, generator=generator)

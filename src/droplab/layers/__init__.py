@@ -7,6 +7,25 @@ One family per file: ``bernoulli`` (Dropout, FixedCountDropout), ``gaussian``
 
 from __future__ import annotations
 
-from droplab.layers.bernoulli import Dropout
+from droplab.layers.bernoulli import Dropout, FixedCountDropout
+from droplab.layers.dropconnect import DropConnect
+from droplab.layers.droppath import DropPath
+from droplab.layers.gaussian import AlphaDropout, GaussianDropout, GaussianNoise
+from droplab.layers.mc import is_dropout, mc_mode, mc_predict, replace_dropout
+from droplab.layers.structured import DropBlock, SpatialDropout
 
-__all__ = ["Dropout"]
+__all__ = [
+    "AlphaDropout",
+    "DropBlock",
+    "DropConnect",
+    "DropPath",
+    "Dropout",
+    "FixedCountDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "SpatialDropout",
+    "is_dropout",
+    "mc_mode",
+    "mc_predict",
+    "replace_dropout",
+]

@@ -16,7 +16,7 @@ from droplab._validate import (
     check_rate,
 )
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "FixedCountDropout", "rate_repr"]
 
 
 def rate_repr(rate: float, keep: float) -> str:
@@ -94,3 +94,44 @@ class Dropout(nn.Module):
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s
+
+
+class FixedCountDropout(nn.Module):
+    r"""Drop exactly ``round(rate * n)`` of the ``n`` units along the last dim, per example.
+
+    A fixed number of active units instead of a fixed probability: every example gets a
+    uniformly random subset of ``k = round(rate * n)`` dropped units. Scaling uses the
+    exact kept fraction :math:`\kappa = (n - k)/n` (``"inverted"``: :math:`x \odot m/\kappa`
+    in training, identity in eval; ``"classic"``: :math:`x \odot m` in training,
+    :math:`\kappa x` in eval). See :func:`droplab.functional.fixed_count_dropout`.
+
+    Shape:
+        Input: ``(*, n)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> y = dl.FixedCountDropout(0.25)(torch.ones(3, 8))
+        >>> (y == 0).sum(dim=-1).tolist()
+        [2, 2, 2]
+    """
+
+    def __init__(
+        self,
+        rate: float | None = DEFAULT_RATE,
+        *,
+        keep: float | None = None,
+        scaling: str = "inverted",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.rate, self.keep = check_rate(rate, keep)
+        self.scaling = check_choice(scaling, "scaling", F.SCALINGS)
+        self.generator = check_generator(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.fixed_count_dropout(
+            x, self.rate, training=self.training, scaling=self.scaling, generator=self.generator
+        )
+
+    def extra_repr(self) -> str:
+        return f"{rate_repr(self.rate, self.keep)}, scaling={self.scaling!r}"

@@ -1,0 +1,130 @@
+"""Gaussian noise family: GaussianDropout (multiplicative), GaussianNoise (additive),
+AlphaDropout (SELU-preserving)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from droplab import functional as F
+from droplab._validate import (
+    DEFAULT_RATE,
+    check_choice,
+    check_generator,
+    check_nonneg_float,
+    check_rate,
+)
+from droplab.layers.bernoulli import rate_repr
+
+__all__ = ["AlphaDropout", "GaussianDropout", "GaussianNoise"]
+
+
+class GaussianDropout(nn.Module):
+    r"""Multiplicative Gaussian noise: :math:`y = x \odot (1 + \sigma\varepsilon)`,
+    :math:`\varepsilon \sim N(0, I)`, in training; identity in eval.
+
+    Give ``rate`` (or ``keep``) for :math:`\sigma^2 = \text{rate}/(1-\text{rate})`, the
+    variance of inverted Bernoulli dropout at that rate, or ``sigma`` directly
+    (Srivastava et al. 2014, JMLR 15, sec. 10). The repr shows the equivalent rate either way.
+
+    Shape:
+        Input: ``(*)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> dl.GaussianDropout(0.5)
+        GaussianDropout(rate=0.5, keep=0.5, sigma=1)
+        >>> dl.GaussianDropout(0.5)(torch.ones(2, 3)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        *,
+        keep: float | None = None,
+        sigma: float | None = None,
+        generator: torch.Generator | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.sigma = F.gaussian_sigma(rate, keep=keep, sigma=sigma)
+        # the Bernoulli rate with the same multiplier variance: sigma^2 = rate / (1 - rate)
+        self.rate = self.sigma**2 / (1.0 + self.sigma**2)
+        self.keep = 1.0 - self.rate
+        self.generator = check_generator(generator)
+        self.backend = check_choice(backend, "backend", F.BACKENDS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gaussian_dropout(
+            x,
+            sigma=self.sigma,
+            training=self.training,
+            generator=self.generator,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{rate_repr(self.rate, self.keep)}, sigma={self.sigma:g}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+
+class GaussianNoise(nn.Module):
+    r"""Additive Gaussian noise :math:`y = x + \text{std}\cdot\varepsilon` in training,
+    identity in eval (Keras ``GaussianNoise``; Bishop 1995).
+
+    Shape:
+        Input: ``(*)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> dl.GaussianNoise(0.1).eval()(torch.ones(2)).tolist()
+        [1.0, 1.0]
+    """
+
+    def __init__(self, std: float, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.std = check_nonneg_float(std, "std")
+        self.generator = check_generator(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gaussian_noise(x, self.std, training=self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"std={self.std:g}"
+
+
+class AlphaDropout(nn.Module):
+    r"""Alpha dropout for self-normalizing (SELU) networks (Klambauer et al. 2017).
+
+    Dropped units take SELU's saturation value :math:`\alpha' \approx -1.7581` and an affine
+    map :math:`a(\cdot) + b` restores zero mean and unit variance; see
+    :func:`droplab.functional.alpha_dropout`. Identity in eval.
+
+    Shape:
+        Input: ``(*)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> dl.AlphaDropout(0.1)
+        AlphaDropout(rate=0.1, keep=0.9)
+    """
+
+    def __init__(
+        self,
+        rate: float | None = DEFAULT_RATE,
+        *,
+        keep: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.rate, self.keep = check_rate(rate, keep)
+        self.generator = check_generator(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.alpha_dropout(x, self.rate, training=self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return rate_repr(self.rate, self.keep)

@@ -1,0 +1,94 @@
+"""Structured dropout for feature maps: SpatialDropout (whole channels), DropBlock (blocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from droplab import functional as F
+from droplab._validate import DEFAULT_RATE, check_generator, check_rate
+from droplab.layers.bernoulli import rate_repr
+
+__all__ = ["DropBlock", "SpatialDropout"]
+
+
+class SpatialDropout(nn.Module):
+    r"""Drop whole channels of ``(N, C, *spatial)`` input, any number >= 1 of spatial dims.
+
+    :math:`y_{n,c,\ldots} = x_{n,c,\ldots}\, m_{n,c}/\text{keep}`, one Bernoulli(keep) per
+    (example, channel) (Tompson et al. 2015). Inputs of rank < 3 raise a ``ValueError``
+    instead of being silently reinterpreted. Identity in eval.
+
+    Shape:
+        Input: ``(N, C, *spatial)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> dl.SpatialDropout(0.2)(torch.ones(4, 3, 5, 7)).shape
+        torch.Size([4, 3, 5, 7])
+    """
+
+    def __init__(
+        self,
+        rate: float | None = DEFAULT_RATE,
+        *,
+        keep: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.rate, self.keep = check_rate(rate, keep)
+        self.generator = check_generator(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.spatial_dropout(x, self.rate, training=self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return rate_repr(self.rate, self.keep)
+
+
+class DropBlock(nn.Module):
+    r"""DropBlock (Ghiasi et al. 2018): drop contiguous ``block_size`` blocks of 1-D
+    ``(N, C, L)`` or 2-D ``(N, C, H, W)`` feature maps.
+
+    Block starts are Bernoulli(:math:`\gamma`) in the valid region (blocks lie inside the
+    map), with :math:`\gamma` solved so the expected dropped fraction equals ``rate`` for any
+    shape (H != W included; :func:`droplab.functional.drop_block_gamma`). Each unit is
+    rescaled by its own keep probability, so :math:`E[y] = x` at borders too. Identity in
+    eval.
+
+    Args:
+        rate: expected fraction of dropped units, in [0, 1] (``None`` if ``keep`` given).
+        block_size: block edge; an int, or one int per spatial dim.
+
+    Shape:
+        Input: ``(N, C, L)`` or ``(N, C, H, W)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> dl.DropBlock(0.1, 3)(torch.ones(2, 4, 9, 12)).shape
+        torch.Size([2, 4, 9, 12])
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        block_size: int | Sequence[int],
+        *,
+        keep: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.rate, self.keep = check_rate(rate, keep)
+        blocks = F._block_tuple(block_size, None)
+        self.block_size = blocks[0] if isinstance(block_size, int) else blocks
+        self.generator = check_generator(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.drop_block(
+            x, self.rate, self.block_size, training=self.training, generator=self.generator
+        )
+
+    def extra_repr(self) -> str:
+        return f"{rate_repr(self.rate, self.keep)}, block_size={self.block_size}"
