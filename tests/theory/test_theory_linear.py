@@ -48,7 +48,10 @@ def test_gradient_moments_match_monte_carlo(problem, scaling):
     # error of the centre adds O(1/S), far below it)
     dev2 = (grad - grad.mean(0)).pow(2).sum(1) * S / (S - 1)  # (S,)
     within(*mc(dev2), mom.noise_trace)
-    assert torch.allclose(mom.clean, -2 * X.T @ (y - X @ w))
+    mu = 1.0 if scaling == "inverted" else keep  # the eval network scales inputs by mu
+    var = (1 - keep) / keep if scaling == "inverted" else keep * (1 - keep)
+    assert torch.allclose(mom.clean, -2 * mu * X.T @ (y - mu * X @ w))
+    assert torch.allclose(mom.bias, 2 * var * torch.diagonal(X.T @ X) * w)
     assert torch.allclose(mom.bias, mom.mean - mom.clean)
 
 

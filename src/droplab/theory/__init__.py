@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from droplab.theory.explicit import ExplicitDropoutPenalty
 from droplab.theory.gaussian import bernoulli_keep, gaussian_sigma
-from droplab.theory.gradient import GradientDecomposition, gradient_decomposition, is_dropout_module
+from droplab.theory.gradient import GradientDecomposition, gradient_decomposition
 from droplab.theory.linear import (
     LinearGradientMoments,
     equivalent_ridge,
@@ -40,7 +40,6 @@ __all__ = [
     "equivalent_ridge",
     "gaussian_sigma",
     "gradient_decomposition",
-    "is_dropout_module",
     "linear_dropout_solution",
     "linear_expected_grad",
     "linear_expected_loss",

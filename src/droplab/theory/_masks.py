@@ -21,6 +21,5 @@ def multiplicative_noise(
 ) -> Tensor:
     """``x * xi`` with Bernoulli(keep) (``scaling``) or N(1, sigma^2) noise, i.i.d. per element."""
     if sigma is not None:
-        xi = 1.0 + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        return x * xi
+        return functional.gaussian_dropout(x, sigma=sigma, generator=generator)
     return functional.dropout(x, keep=keep, scaling=scaling, generator=generator)

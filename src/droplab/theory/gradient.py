@@ -21,18 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GradientDecomposition", "gradient_decomposition", "is_dropout_module"]
+from droplab.layers import is_dropout
 
-
-def is_dropout_module(module: nn.Module) -> bool:
-    """True for torch's dropout layers and for droplab's dropout-family layers."""
-    if isinstance(module, nn.modules.dropout._DropoutNd):
-        return True
-    try:
-        from droplab.layers import is_dropout
-    except ImportError:  # droplab.layers not built yet
-        return False
-    return bool(is_dropout(module))
+__all__ = ["GradientDecomposition", "gradient_decomposition"]
 
 
 @dataclass(frozen=True)
@@ -138,7 +129,7 @@ def gradient_decomposition(
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise TypeError("batch must be a pair (x, y)")
     x, y = batch
-    dropouts = [m for m in model.modules() if is_dropout_module(m)]
+    dropouts = [m for m in model.modules() if is_dropout(m)]
     if not dropouts:
         raise ValueError(
             "no dropout module found in model; gradient_decomposition needs torch.nn.Dropout-"

@@ -159,9 +159,9 @@ class LinearGradientMoments:
     """Closed-form moments of the per-step dropout gradient of linear regression.
 
     Attributes:
-        clean: gradient with dropout off, ``-2 X^T (y - X w)``, shape (d,).
+        clean: gradient of the eval-mode network, ``-2 mu X^T (y - mu X w)``, shape (d,).
         mean: ``E_masks`` of the dropout gradient, shape (d,) (= :func:`linear_expected_grad`).
-        bias: ``mean - clean``, shape (d,): the "regularization gradient".
+        bias: ``mean - clean = 2 var Gamma^2 w``, shape (d,): the "regularization gradient".
         noise_trace: ``trace Cov_masks(grad)``, the total variance of one step's gradient.
     """
 
@@ -192,8 +192,10 @@ def linear_gradient_moments(
         E u = y_i - mu (S_i - a_j),  Var u = var (Q_i - a_j^2),
         S_i = sum_k a_k, Q_i = sum_k a_k^2.
 
-    ``clean`` is the gradient with dropout off (``xi = 1``: the deterministic network);
-    for classic scaling this is NOT the gradient of the mean network ``keep X w``.
+    ``clean`` is the gradient of the deterministic (eval-mode) network, in which every
+    ``xi`` is replaced by its mean: ``-2 mu X^T (y - mu X w)`` (for classic scaling the
+    eval network scales inputs by keep, as droplab's classic ``Dropout`` does in eval
+    mode). Then ``bias = 2 var Gamma^2 w`` exactly, for every noise.
     ``reduction="mean"`` divides gradients by n and the trace by n^2.
     """
     check_xyw(X, y, w)
@@ -208,7 +210,7 @@ def linear_gradient_moments(
     Eg = -2.0 * Xd * (nz.mean * Eu - a * nz.m2)  # (n, d)
     Eg2 = 4.0 * Xd.pow(2) * (Eu2 * nz.m2 - 2.0 * a * Eu * nz.m3 + a.pow(2) * nz.m4)
     trace = float((Eg2 - Eg.pow(2)).sum()) * s * s
-    clean = -2.0 * Xd.T @ (yd - Xd @ wd) * s  # (d,)
+    clean = -2.0 * nz.mean * Xd.T @ (yd - nz.mean * (Xd @ wd)) * s  # (d,)
     mean = Eg.sum(0) * s  # (d,)
     return LinearGradientMoments(
         clean=clean.to(X.dtype),
