@@ -7,8 +7,8 @@ Conventions (shared by every op):
   for ``scaling="classic"``); ``rate == 1`` returns zeros, never NaN.
 * ``generator`` is an optional ``torch.Generator``; without it torch's global RNG is used.
 * Inputs are floating-point tensors of any dtype (float16, bfloat16, float32, float64) on
-  any device; noise is drawn in float32 (float64 for float64 inputs) and cast, so low
-  precision inputs get unbiased masks.
+  any device; random numbers are drawn in float32 for every dtype (unbiased masks for low
+  precision inputs, and one seed gives the same mask whatever the dtype).
 * Gradients flow through a multiplication by the very mask of the forward pass, so the
   backward pass uses exactly the forward's mask.
 
@@ -63,14 +63,24 @@ BACKENDS = ("auto", "fast", "torch")
 # --------------------------------------------------------------------------- helpers
 
 
-def _noise_dtype(x: torch.Tensor) -> torch.dtype:
-    """Draw random numbers in float32 (float64 for float64 input), whatever x's dtype."""
+def _work_dtype(x: torch.Tensor) -> torch.dtype:
+    """Arithmetic on noise happens in float32 (float64 for float64 input), whatever x's dtype."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _uniform(shape: Sequence[int], x: torch.Tensor, generator: torch.Generator | None):
-    """U[0, 1) of ``shape`` on x's device."""
-    return torch.rand(tuple(shape), generator=generator, device=x.device, dtype=_noise_dtype(x))
+    """U[0, 1) of ``shape`` on x's device, drawn in float32 for every dtype of x.
+
+    float32 resolves probabilities to 2**-24 (float16/bfloat16 would bias the masks), and
+    one draw dtype means one seed gives the same mask for every dtype of x.
+    """
+    return torch.rand(tuple(shape), generator=generator, device=x.device, dtype=torch.float32)
+
+
+def _normal(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) noise of x's shape on x's device, drawn in float32 (see :func:`_uniform`)."""
+    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+    return eps.to(_work_dtype(x))
 
 
 def _keep_mask(shape: Sequence[int], keep: float, x: torch.Tensor, generator) -> torch.Tensor:
@@ -290,8 +300,7 @@ def gaussian_dropout(
         return x
     if kernels is not None:
         return kernels.gaussian(x, sigma, _kernel_seed(generator))
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=_noise_dtype(x))
-    return x * (1.0 + sigma * eps).to(x.dtype)
+    return x * (1.0 + sigma * _normal(x, generator)).to(x.dtype)
 
 
 def gaussian_noise(
@@ -315,8 +324,7 @@ def gaussian_noise(
     check_generator(generator)
     if not training or std == 0.0:
         return x
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=_noise_dtype(x))
-    return x + (std * eps).to(x.dtype)
+    return x + (std * _normal(x, generator)).to(x.dtype)
 
 
 # SELU constants (Klambauer et al. 2017, "Self-Normalizing Neural Networks", NeurIPS).
@@ -579,12 +587,12 @@ def drop_block(
         return x * 0.0
     gamma = drop_block_gamma(spatial, rate, blocks)
     valid = [s - b + 1 for s, b in zip(spatial, blocks)]
-    seeds = (_uniform((*x.shape[:2], *valid), x, generator) < gamma).to(_noise_dtype(x))
+    seeds = (_uniform((*x.shape[:2], *valid), x, generator) < gamma).to(_work_dtype(x))
     pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
     seeds = torch.nn.functional.pad(seeds, pad)  # (N, C, *(S + b - 1))
     pool = torch.nn.functional.max_pool1d if len(spatial) == 1 else torch.nn.functional.max_pool2d
     dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C, *spatial), 1 = dropped
-    keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _noise_dtype(x))
+    keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _work_dtype(x))
     return x * ((1.0 - dropped) / keep_prob).to(x.dtype)  # keep_prob broadcasts over (N, C)
 
 

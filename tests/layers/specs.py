@@ -1,0 +1,69 @@
+"""Shared layer specs for tests/layers: every layer with an odd, non-square input shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import droplab as dl
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def seeded_linear(*args) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return nn.Linear(*args)
+
+
+def seeded_conv2d(*args) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return nn.Conv2d(*args)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    make: Callable[[torch.Generator | None], nn.Module]
+    shape: tuple[int, ...]
+    multiplicative: bool = True  # y = x * (random factor independent of x)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+LAYERS = [
+    LayerSpec("dropout", lambda g: dl.Dropout(0.3, generator=g), (6, 5, 7)),
+    LayerSpec(
+        "dropout-classic-bcast",
+        lambda g: dl.Dropout(keep=0.6, scaling="classic", broadcast_dims=1, generator=g),
+        (6, 5, 7),
+    ),
+    LayerSpec("fixed-count", lambda g: dl.FixedCountDropout(0.3, generator=g), (6, 5, 7)),
+    LayerSpec("gaussian-dropout", lambda g: dl.GaussianDropout(0.3, generator=g), (6, 5, 7)),
+    LayerSpec("gaussian-noise", lambda g: dl.GaussianNoise(0.5, generator=g), (6, 5, 7), False),
+    LayerSpec("alpha-dropout", lambda g: dl.AlphaDropout(0.3, generator=g), (6, 5, 7), False),
+    LayerSpec("spatial-1d", lambda g: dl.SpatialDropout(0.3, generator=g), (6, 5, 7)),
+    LayerSpec("spatial-3d", lambda g: dl.SpatialDropout(0.3, generator=g), (3, 4, 2, 5, 3)),
+    LayerSpec("dropblock-1d", lambda g: dl.DropBlock(0.3, 3, generator=g), (4, 3, 11)),
+    LayerSpec("dropblock-2d", lambda g: dl.DropBlock(0.3, (3, 2), generator=g), (3, 2, 7, 5)),
+    LayerSpec("droppath", lambda g: dl.DropPath(0.3, generator=g), (6, 5, 7)),
+    LayerSpec(
+        "dropconnect-linear",
+        lambda g: dl.DropConnect(seeded_linear(7, 4), 0.3, generator=g),
+        (6, 5, 7),
+        False,
+    ),
+    LayerSpec(
+        "dropconnect-conv",
+        lambda g: dl.DropConnect(seeded_conv2d(2, 3, 3), 0.3, generator=g),
+        (2, 2, 5, 7),
+        False,
+    ),
+]
