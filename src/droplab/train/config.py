@@ -1,0 +1,124 @@
+"""Training recipe (`TrainConfig`, shared by all members) and per-member knobs (`MemberConfig`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["MemberConfig", "TrainConfig"]
+
+OPTIMIZERS = ("adam", "sgd")
+SELECTS = ("val_loss", "val_acc", "last")
+EVAL_MODES = ("deterministic", "mc")
+VARIANTS = ("bernoulli", "gaussian")  # the per-member variants of the fast MLP path
+
+
+def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        kind = "an int" if integer else "a finite number"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The recipe every member of one `fit` shares.
+
+    Args:
+        epochs: passes over the training set.
+        batch_size: examples per step (the last batch of an epoch may be smaller).
+        optimizer: ``"adam"`` (torch's Adam: ``weight_decay`` is *coupled* L2, added to
+            the gradient before the moment estimates) or ``"sgd"`` (with ``momentum``,
+            ``weight_decay`` as L2 added to the gradient).
+        lr, momentum, betas, eps, nesterov: optimizer settings; ``lr`` and
+            ``weight_decay`` can be overridden per member.
+        weight_decay: L2 coefficient on all parameters (weights and biases).
+        max_norm: max-norm constraint ``c`` on every hidden unit's incoming weights
+            (Srivastava et al. 2014), applied after each step; None for none.
+        eval_every: evaluate train/val/test every this many epochs (and at the last).
+        select: which epoch's weights a member keeps: lowest ``"val_loss"``, highest
+            ``"val_acc"`` (classification), or the ``"last"``.
+        eval_mode: ``"deterministic"`` (weight scaling; for classic scaling the
+            keep-scaled activations) or ``"mc"`` (final metrics averaged over
+            ``mc_samples`` dropout masks; the curves stay deterministic).
+        mc_samples: T for ``eval_mode="mc"``.
+        eval_batch: rows per evaluation chunk (memory bound, not a hyperparameter).
+    """
+
+    epochs: int = 20
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    max_norm: float | None = None
+    eval_every: int = 1
+    select: str = "val_loss"
+    eval_mode: str = "deterministic"
+    mc_samples: int = 0
+    eval_batch: int = 8192
+
+    def __post_init__(self) -> None:
+        _positive("epochs", self.epochs, integer=True)
+        _positive("batch_size", self.batch_size, integer=True)
+        _positive("eval_every", self.eval_every, integer=True)
+        _positive("eval_batch", self.eval_batch, integer=True)
+        _positive("lr", self.lr)
+        _positive("momentum", self.momentum, allow_zero=True)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+        _positive("mc_samples", self.mc_samples, integer=True, allow_zero=True)
+        if self.max_norm is not None:
+            _positive("max_norm", self.max_norm)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.select not in SELECTS:
+            raise ValueError(f"select must be one of {SELECTS}, got {self.select!r}")
+        if self.eval_mode not in EVAL_MODES:
+            raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {self.eval_mode!r}")
+        if self.eval_mode == "mc" and self.mc_samples < 1:
+            raise ValueError("eval_mode='mc' needs mc_samples >= 1, got 0")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """One member of a batched `fit`: its seed and the knobs a study varies.
+
+    ``None`` takes the `TrainConfig` value. ``dropout`` overrides the spec's variant
+    per member (``"bernoulli"`` or ``"gaussian"``, fast MLP path only).
+    The seed drives the member's streams ``"init"``, ``"order"``, ``"masks"`` and ``"mc"``
+    through :func:`droplab.rng.derive`.
+    """
+
+    seed: int
+    input_rate: float = 0.0
+    hidden_rate: float = 0.0
+    lr: float | None = None
+    weight_decay: float | None = None
+    max_norm: float | None = None
+    dropout: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__} {self.seed!r}")
+        for name in ("input_rate", "hidden_rate"):
+            r = getattr(self, name)
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r < 1.0:
+                raise ValueError(f"{name} must be a float in [0, 1), got {r!r}")
+        if self.lr is not None:
+            _positive("lr", self.lr)
+        if self.weight_decay is not None:
+            _positive("weight_decay", self.weight_decay, allow_zero=True)
+        if self.max_norm is not None:
+            _positive("max_norm", self.max_norm)
+        if self.dropout is not None and self.dropout not in VARIANTS:
+            raise ValueError(
+                f"dropout (per member) must be None or one of {VARIANTS}, got {self.dropout!r}"
+            )
