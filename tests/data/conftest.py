@@ -1,12 +1,4 @@
-import pytest
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory):
-    """One cache directory for the whole session: MNIST-1D is generated once (~3 s)."""
-    return tmp_path_factory.mktemp("droplab-cache")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(session_cache, monkeypatch):
-    monkeypatch.setenv("DROPLAB_CACHE", str(session_cache))
+# The tests below load the default MNIST-1D through the normal cache ($DROPLAB_CACHE or
+# ~/.cache/droplab), exactly as the trainer's tests and users do, so the ~3 s generation
+# happens once per machine, not once per test run. The cache itself is tested in
+# test_cache.py against a temporary directory.

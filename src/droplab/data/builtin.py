@@ -7,6 +7,7 @@ Each builder is a pure function of (options, seed) and returns a :class:`Dataset
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -203,12 +204,30 @@ def _carve_test(
     return np.flatnonzero(keep), test_idx
 
 
-def _digits(name: str, seed: int, image: bool, opts: dict[str, Any]) -> Dataset:
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.flags.writeable = False  # shared by every call through the lru_cache
+    return arrays
+
+
+@functools.lru_cache(maxsize=1)
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    x = bunch.data.astype(np.float32)  # (1797, 64), values 0..16
-    y = bunch.target.astype(np.int64)
+    x, y = load_digits(return_X_y=True)
+    return _frozen(x.astype(np.float32), y.astype(np.int64))  # (1797, 64) in 0..16, (1797,)
+
+
+@functools.lru_cache(maxsize=1)
+def _sklearn_diabetes() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    return _frozen(x.astype(np.float32), y.astype(np.float32))  # (442, 10), (442,)
+
+
+def _digits(name: str, seed: int, image: bool, opts: dict[str, Any]) -> Dataset:
+    x, y = _sklearn_digits()  # cached: callers only index (copy), never write
     pool, test = _carve_test(name, y, len(y), opts["test_fraction"], opts["test_seed"])
     if image:
         x = x.reshape(-1, 1, 8, 8)  # (1797, 1, 8, 8)
@@ -276,10 +295,7 @@ def diabetes(
     features (unscaled; standardized here on train), target = disease progression after
     one year. ``Dataset.y_scale`` converts an RMSE on standardized targets back to the
     original units. Shapes: x (n, 10) float32; y (n,) float32."""
-    from sklearn.datasets import load_diabetes
-
-    x, y = load_diabetes(return_X_y=True, scaled=False)
-    x, y = x.astype(np.float32), y.astype(np.float32)  # (442, 10), (442,)
+    x, y = _sklearn_diabetes()  # (442, 10), (442,)
     pool, test = _carve_test("diabetes", None, len(y), test_fraction, test_seed)
     return from_arrays(
         "diabetes",
