@@ -16,7 +16,7 @@ from droplab.report import render
 from droplab.report.references import BIBLIOGRAPHY, resolve
 from droplab.report.render import _fmt
 
-from .conftest import STUDIES, FakeStudy, _record, analyze_effect
+from .conftest import EVIL, STUDIES, FakeStudy, _record, analyze_effect
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +94,7 @@ def test_done_section_has_question_verdict_figures_table_method_refs(report):
     assert "partial" in sec  # one trial failed, so the results are partial
     # numbers formatted: 4 significant digits, no long float reprs
     # rate 0: errors 20, 20.5, 21 -> lo = 20.5 - 1.96 * 0.5 / sqrt(3) = 19.934
-    assert "<td>19.93</td>" in sec and "19.934" not in sec
+    assert '<td class="num">19.93</td>' in sec and "19.934" not in sec
     # the failed trial is listed with its config, seed and error's last line, escaped
     assert "Failed trials (1)" in sec and "rate=0.9 seed 0" in sec
     assert "ValueError: &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in sec
@@ -237,3 +237,37 @@ def test_references_resolve():
     assert resolve("Ghiasi et al. 2018") == "ghiasi2018"
     assert resolve("Greydanus 2020") == "greydanus2020"
     assert resolve("Srivastava 2015") is None and resolve("Hinton 2012") is None
+
+
+def test_unavailable_study_modules_are_shown(tmp_path, monkeypatch):
+    fake = types.ModuleType("droplab.studies")
+    fake.REGISTRY = {}
+    fake.UNAVAILABLE = {"conv": f"ImportError: no module {EVIL}"}
+    monkeypatch.setitem(sys.modules, "droplab.studies", fake)
+    text = render(tmp_path / "none.db", tmp_path / "out").read_text(encoding="utf-8")
+    sec = _section(text, "conv")
+    assert "unavailable" in sec and "ImportError: no module &lt;script&gt;" in sec
+
+
+def test_long_and_multiindex_tables(store_path, tmp_path):
+    def big(frame):
+        f = analyze_effect(frame)
+        f.figures = {}
+        idx = pd.MultiIndex.from_product([range(30), range(10)], names=["a", "b"])
+        f.table = pd.DataFrame({("err", "mean"): range(300)}, index=idx)
+        return f
+
+    index = render(store_path, tmp_path / "out", [FakeStudy("effect", "q?", big)])
+    text = index.read_text(encoding="utf-8")
+    assert '<th class="num">err / mean</th>' in text and "(100 more rows not shown)" in text
+    md = (index.parent / "report.md").read_text(encoding="utf-8")
+    assert "| a | b | err / mean |" in md and "|--:|--:|--:|" in md
+
+
+def test_real_registry_renders_as_not_run_on_an_empty_store(tmp_path):
+    from droplab import studies
+
+    index = render(tmp_path / "empty.db", tmp_path / "out")
+    ids = Page(index.read_text(encoding="utf-8")).ids
+    for name in studies.REGISTRY:
+        assert f"study-{name}" in ids

@@ -127,6 +127,19 @@ def render(
     for study in chosen:
         section = _build_section(study, store, store_path, preset, anchors, filenames)
         sections.append(section)
+    if studies is None:  # registered modules that failed to import: shown, not hidden
+        unavailable = getattr(importlib.import_module("droplab.studies"), "UNAVAILABLE", {})
+        for module, err in dict(unavailable).items():
+            sections.append(
+                _Section(
+                    name=str(module),
+                    anchor=_unique(f"study-{_slug(str(module))}", anchors),
+                    question="",
+                    command="droplab list",
+                    state="unavailable",
+                    error=f"The study module could not be loaded:\n{err}",
+                )
+            )
     close = getattr(store, "close", None)
     if callable(close):
         close()
@@ -341,17 +354,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _display_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy with a meaningful index made into columns, flat headers, cells as text."""
-    df = table.copy()
+_MAX_ROWS = 200  # longer tables are cut, with a note saying how many rows are left out
+
+
+def _display_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[bool], int]:
+    """The table as text, ready to print: a meaningful index made into columns, flat
+    headers, cells formatted by :func:`_fmt`, at most ``_MAX_ROWS`` rows.
+
+    Returns (text frame, per column whether it is numeric, number of rows left out)."""
+    df = table
     if not (isinstance(df.index, pd.RangeIndex) and df.index.name is None):
         df = df.reset_index()
-    if isinstance(df.columns, pd.MultiIndex):
-        df.columns = [
-            " / ".join(str(c) for c in col if str(c) != "") for col in df.columns.to_flat_index()
+    columns = df.columns
+    if isinstance(columns, pd.MultiIndex):
+        columns = [
+            " / ".join(str(c) for c in col if str(c) != "") for col in columns.to_flat_index()
         ]
-    df.columns = [str(c) for c in df.columns]
-    return df.map(_fmt) if len(df) else df
+    numeric = [
+        pd.api.types.is_numeric_dtype(df.iloc[:, j])
+        and not pd.api.types.is_bool_dtype(df.iloc[:, j])
+        for j in range(df.shape[1])
+    ]
+    left_out = max(0, len(df) - _MAX_ROWS)
+    text = df.iloc[:_MAX_ROWS].map(_fmt) if len(df) else df.astype(object)
+    text.columns = [str(c) for c in columns]
+    return text, numeric, left_out
 
 
 def _slug(text: str) -> str:
@@ -391,6 +418,7 @@ _STATE_TEXT = {
     "not run": "not run",
     "failed": "all trials failed",
     "analysis error": "analysis error",
+    "unavailable": "unavailable",
 }
 
 
@@ -400,9 +428,20 @@ def _summary_verdict(s: _Section) -> tuple[str, str]:
         return str(s.findings.verdict), str(s.findings.key_number or "")
     if s.state == "analysis error":
         return "The analysis raised an error (see its section).", ""
+    if s.state == "unavailable":
+        return "The study could not be loaded (see its section).", ""
     if s.state == "failed":
         return f"No finished trials: {s.n_failed} failed.", ""
     return f"Not run yet: {s.command}", ""
+
+
+def _partial_text(s: _Section) -> str:
+    parts = []
+    if s.n_failed:
+        parts.append(f"{s.n_failed} failed (listed below)")
+    if s.n_other:
+        parts.append(f"{s.n_other} unfinished")
+    return f"Partial results: {s.n_done} trials finished, {', '.join(parts)}."
 
 
 def _not_run_text(s: _Section) -> str:
@@ -445,15 +484,16 @@ def _md_cell(text: str) -> str:
 
 
 def _md_table(df: pd.DataFrame) -> str:
-    d = _display_frame(df)
+    d, numeric, left_out = _display_frame(df)
     if d.shape[1] == 0:
         return "_(empty table)_"
     head = "| " + " | ".join(_md_cell(c) for c in d.columns) + " |"
-    rule = "|" + "|".join("---" for _ in d.columns) + "|"
+    rule = "|" + "|".join("--:" if num else "---" for num in numeric) + "|"
     rows = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
     if not rows:
         rows = ["| " + " | ".join("" for _ in d.columns) + " |"]
-    return "\n".join([head, rule, *rows])
+    note = [f"\n_({left_out} more rows not shown)_"] if left_out else []
+    return "\n".join([head, rule, *rows, *note])
 
 
 def _md_fenced(text: str) -> str:
@@ -481,8 +521,11 @@ def _markdown(sections: list[_Section], meta: dict[str, str]) -> str:
     ]
     for s in sections:
         verdict, key = _summary_verdict(s)
+        verdict = _md_cell(verdict)
+        if s.findings is None and s.state in ("not run", "failed"):
+            verdict = f"{_md_cell(verdict.split(':')[0])}: `{_md_cell(s.command)}`"
         out.append(
-            f"| [{_md_cell(s.name)}](#{s.anchor}) | {_md_cell(s.question)} | {_md_cell(verdict)} "
+            f"| [{_md_cell(s.name)}](#{s.anchor}) | {_md_cell(s.question)} | {verdict} "
             f"| {_md_cell(key)} | {_md_cell(_trial_counts(s))} |"
         )
     for s in sections:
@@ -491,7 +534,7 @@ def _markdown(sections: list[_Section], meta: dict[str, str]) -> str:
             out += [_md_quote(s.question), ""]
         out += [f"**Status:** {_STATE_TEXT[s.state]} ({_trial_counts(s)})", ""]
         if s.findings is None:
-            if s.state == "analysis error":
+            if s.state in ("analysis error", "unavailable"):
                 out += ["The analysis failed:", "", _md_fenced(s.error), ""]
             else:
                 out += [_not_run_text(s).replace("<strong>", "**").replace("</strong>", "**")]
@@ -499,7 +542,7 @@ def _markdown(sections: list[_Section], meta: dict[str, str]) -> str:
         else:
             f = s.findings
             if s.state == "partial":
-                out += [f"_Partial results: {_trial_counts(s)}._", ""]
+                out += [f"_{_partial_text(s)}_", ""]
             out += [f"**Verdict:** {_md_escape(f.verdict)}", ""]
             if f.key_number:
                 out += [f"**Key number:** {_md_escape(f.key_number)}", ""]
@@ -562,7 +605,7 @@ blockquote { margin: 0 0 14px; padding: 8px 16px; border-left: 4px solid var(--l
   border-radius: 999px; color: #fff; background: var(--idle); white-space: nowrap;
   vertical-align: middle; }
 .badge.done { background: var(--ok); } .badge.partial { background: var(--warn); }
-.badge.failed, .badge.analysis-error { background: var(--bad); }
+.badge.failed, .badge.analysis-error, .badge.unavailable { background: var(--bad); }
 .section-head { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; }
 .counts { color: var(--muted); font-size: 13px; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13.5px;
@@ -570,6 +613,7 @@ table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13.5px;
 th, td { border-bottom: 1px solid var(--line); padding: 5px 10px; text-align: left;
   vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
+th.num, td.num { text-align: right; }
 tbody tr:nth-child(even) td { background: #fbfcfd; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
 table.summary { width: 100%; font-size: 14px; }
@@ -600,12 +644,21 @@ def _rich(text: str) -> str:
     return "\n".join(out)
 
 
-def _html_table(df: pd.DataFrame, cls: str = "") -> str:
-    d = _display_frame(df)
+def _html_table(df: pd.DataFrame) -> str:
+    d, numeric, left_out = _display_frame(df)
     if d.shape[1] == 0:
         return "<p class='notrun'>(empty table)</p>"
-    table = d.to_html(index=False, escape=True, border=0, classes=cls or None, na_rep="–")
-    return f'<div class="table-wrap">{table}</div>'
+    cls = ['class="num"' if num else "" for num in numeric]
+    head = "".join(f"<th {c}>{_e(name)}</th>" for c, name in zip(cls, d.columns))
+    body = "\n".join(
+        "<tr>" + "".join(f"<td {c}>{_e(v)}</td>" for c, v in zip(cls, row)) + "</tr>"
+        for row in d.itertuples(index=False)
+    )
+    note = f'<p class="notrun">({left_out} more rows not shown)</p>' if left_out else ""
+    return (
+        f'<div class="table-wrap"><table class="data"><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table></div>{note}"
+    )
 
 
 def _badge(state: str) -> str:
@@ -629,7 +682,7 @@ def _html_section(s: _Section) -> str:
     if s.question:
         h.append(f"<blockquote>{_e(s.question)}</blockquote>")
     if s.findings is None:
-        if s.state == "analysis error":
+        if s.state in ("analysis error", "unavailable"):
             h.append("<p><strong>The analysis failed:</strong></p>")
             h.append(f'<pre class="error">{_e(s.error.rstrip())}</pre>')
         else:
@@ -638,7 +691,7 @@ def _html_section(s: _Section) -> str:
     else:
         f = s.findings
         if s.state == "partial":
-            h.append(f'<p class="notrun">Partial results: {_e(_trial_counts(s))}.</p>')
+            h.append(f'<p class="notrun">{_e(_partial_text(s))}</p>')
         key = f' <span class="key">{_e(f.key_number)}</span>' if f.key_number else ""
         h.append(f'<div class="verdict">{_e(f.verdict)}{key}</div>')
         if s.figures or s.figure_errors:
@@ -673,6 +726,17 @@ def _html_section(s: _Section) -> str:
     return "\n".join(h)
 
 
+def _summary_verdict_html(s: _Section, verdict: str) -> str:
+    if s.findings is None and s.state in ("not run", "failed"):
+        lead = (
+            "Not run yet"
+            if s.state == "not run"
+            else f"No trial finished ({s.n_failed} failed); re-run"
+        )
+        return f"{lead}: <code>{_e(s.command)}</code>"
+    return _e(verdict)
+
+
 def _html(sections: list[_Section], meta: dict[str, str]) -> str:
     keys, extra = _citations(sections)
     rows = []
@@ -682,7 +746,7 @@ def _html(sections: list[_Section], meta: dict[str, str]) -> str:
             "<tr>"
             f'<td><a href="#{_e(s.anchor)}">{_e(s.name)}</a><br>{_badge(s.state)}</td>'
             f'<td class="q">{_e(s.question)}</td>'
-            f"<td>{_e(verdict)}</td>"
+            f"<td>{_summary_verdict_html(s, verdict)}</td>"
             f'<td><span class="key">{_e(key)}</span></td>'
             "</tr>"
         )
