@@ -143,7 +143,8 @@ def gradient_decomposition(
     tensors = [p for _, p in params]
 
     if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        device = generator.device if generator is not None else "cpu"
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
     devices = [x.device] if x.device.type == "cuda" else []
     saved = {m: m.training for m in model.modules()}
     try:
