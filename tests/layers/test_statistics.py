@@ -7,6 +7,7 @@ and the seeds are fixed anyway; a wrong rate, scale or variance misses by far mo
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -20,20 +21,33 @@ from .specs import gen
 SHAPE = (1001, 1003)  # 1,004,003 units, non-square
 N = SHAPE[0] * SHAPE[1]
 RATES = [0.1, 0.5, 0.9]
+# the statistics must hold on every path of the ops that have a fast kernel
+BACKENDS = [
+    "auto",
+    "torch",
+    pytest.param(
+        "fast",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("droplab.kernels") is None, reason="no droplab.kernels"
+        ),
+    ),
+]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rate", RATES)
-def test_dropout_dropped_fraction_binomial(rate):
-    y = F.dropout(torch.ones(SHAPE), rate, generator=gen(1))
+def test_dropout_dropped_fraction_binomial(rate, backend):
+    y = F.dropout(torch.ones(SHAPE), rate, generator=gen(1), backend=backend)
     frac = (y == 0).double().mean().item()
     # dropped count ~ Binomial(N, rate): sd of the fraction is sqrt(rate (1 - rate) / N)
     assert abs(frac - rate) <= 5 * math.sqrt(rate * (1 - rate) / N)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rate", RATES)
-def test_inverted_dropout_is_unbiased(rate):
+def test_inverted_dropout_is_unbiased(rate, backend):
     x = torch.randn(SHAPE, generator=gen(2), dtype=torch.float64)
-    y = F.dropout(x, rate, generator=gen(3))
+    y = F.dropout(x, rate, generator=gen(3), backend=backend)
     keep = 1 - rate
     # sum(y - x) = sum x_i (m_i / keep - 1), variance sum x_i^2 * rate / keep
     bound = 5 * math.sqrt(rate / keep * (x**2).sum().item())
@@ -108,10 +122,12 @@ def test_fixed_count_exact_per_example_and_uniform_over_units():
     )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rate", [0.1, 0.5])
-def test_gaussian_dropout_mean_and_variance(rate):
+def test_gaussian_dropout_mean_and_variance(rate, backend):
     sigma2 = rate / (1 - rate)  # variance of inverted Bernoulli dropout at this rate
-    y = F.gaussian_dropout(torch.ones(SHAPE, dtype=torch.float64), rate, generator=gen(8))
+    x = torch.ones(SHAPE, dtype=torch.float64)
+    y = F.gaussian_dropout(x, rate, generator=gen(8), backend=backend)
     # y ~ N(1, sigma2): mean sd sqrt(sigma2 / N); sample variance sd sigma2 sqrt(2 / (N - 1))
     assert abs(y.mean().item() - 1) <= 5 * math.sqrt(sigma2 / N)
     assert abs(y.var().item() - sigma2) <= 5 * sigma2 * math.sqrt(2 / (N - 1))
