@@ -1,0 +1,451 @@
+"""Fast, low-memory dropout: counter-based random masks, regenerated instead of stored.
+
+Each element's random bits are a pure function of ``(seed, offset, index)`` (see
+``_hash.py`` for the hash), so the backward pass recomputes the mask from the seed and
+offset: autograd keeps a few bytes per call instead of a mask per element, and results
+are identical for any number of threads, any chunking and every backend.
+
+    bernoulli(x, keep, seed, offset=0, *, scaling="inverted", broadcast_dims=(),
+              member_seeds=None, backend="auto") -> Tensor
+    gaussian(x, sigma, seed, offset=0, *, member_seeds=None, backend="auto") -> Tensor
+    backend_name(device="cpu") -> "numba" | "triton" | "torch"
+
+Backends: ``"numba"`` (CPU, float32/float64; a JIT, no C compiler needed), ``"triton"``
+(CUDA, when triton is installed) and ``"torch"`` (the same hash in plain torch integer
+ops: any device and dtype, slower). ``"auto"``/``"fast"`` pick the fastest available and
+fall back to ``"torch"`` with a one-time warning when numba is missing. Bernoulli masks
+are bit-identical across backends; Gaussian noise agrees to float32 rounding of log/cos.
+
+Example:
+    >>> import torch
+    >>> from droplab import kernels
+    >>> x = torch.ones(4, 8, requires_grad=True)
+    >>> y = kernels.bernoulli(x, 0.5, seed=7)
+    >>> sorted(set(y.flatten().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from droplab.kernels import _hash
+from droplab.kernels._hash import Params
+
+try:  # the compiled CPU backend is optional (extra "fast")
+    from droplab.kernels import _numba
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    _numba = None
+
+__all__ = ["backend_name", "bernoulli", "gaussian"]
+
+BACKENDS = ("auto", "fast", "numba", "triton", "torch")
+SCALINGS = ("inverted", "classic")
+_NUMBA_DTYPES = (torch.float32, torch.float64)
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+_triton_state: dict[str, object] = {}
+_noticed: set[str] = set()
+
+
+def _triton():
+    """The triton backend module, or None when triton (or CUDA) is unavailable."""
+    if "mod" not in _triton_state:
+        mod = None
+        if torch.cuda.is_available():
+            try:
+                from droplab.kernels import _triton as mod
+            except Exception:  # triton missing or broken: fall back to torch ops
+                mod = None
+        _triton_state["mod"] = mod
+    return _triton_state["mod"]
+
+
+def backend_name(device: str | torch.device = "cpu") -> str:
+    """The backend that ``backend="auto"`` uses for float32 tensors on ``device``.
+
+    ``"numba"`` on CPU when numba is installed, ``"triton"`` on CUDA when triton is,
+    else ``"torch"`` (the same counter hash in plain torch ops).
+    """
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return "numba" if _numba is not None else "torch"
+    if dev.type == "cuda":
+        return "triton" if _triton() is not None else "torch"
+    return "torch"
+
+
+def _notice(what: str) -> None:
+    if what not in _noticed:
+        _noticed.add(what)
+        warnings.warn(what, RuntimeWarning, stacklevel=4)
+
+
+def _resolve(backend: str, x: torch.Tensor) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    dev = x.device.type
+    if backend in ("auto", "fast"):
+        name = backend_name(x.device)
+        if name == "torch" and dev == "cpu":
+            _notice(
+                "droplab.kernels: numba is not installed, so dropout masks use the slower "
+                "pure-torch counter hash (same results); `pip install numba` for speed."
+            )
+        if name == "numba" and x.dtype not in _NUMBA_DTYPES:
+            return "torch"
+        if name == "triton" and x.dtype not in _TRITON_DTYPES:
+            return "torch"
+        return name
+    if backend == "numba" and (_numba is None or dev != "cpu" or x.dtype not in _NUMBA_DTYPES):
+        raise ValueError(
+            f"backend='numba' needs numba installed and a float32/float64 CPU tensor, got "
+            f"numba={'yes' if _numba else 'no'}, device={dev}, dtype={x.dtype}"
+        )
+    if backend == "triton" and (
+        dev != "cuda" or _triton() is None or x.dtype not in _TRITON_DTYPES
+    ):
+        raise ValueError(
+            f"backend='triton' needs triton and a floating CUDA tensor, got device={dev}, "
+            f"dtype={x.dtype}, triton={'yes' if _triton() else 'no'}"
+        )
+    return backend
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _as_int(v, name: str) -> int:
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point():
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+    return int(v)
+
+
+def _rate(v, name: str, mask_shape: torch.Size, lo: float, hi: float):
+    """Classify keep/sigma: ("scalar", float) | ("rows", (R,) array) | ("general", tensor).
+
+    "rows" is the per-member form: shape (K, 1, ..., 1) with K = mask_shape[0].
+    """
+    if isinstance(v, bool) or not isinstance(
+        v, (int, float, np.floating, np.integer, torch.Tensor)
+    ):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(v).__name__} {v!r}")
+    if not isinstance(v, torch.Tensor):
+        f = float(v)
+        if not (lo <= f <= hi and math.isfinite(f)):
+            raise ValueError(f"{name} must be finite and in [{lo}, {hi}], got {f}")
+        return "scalar", f
+    if v.is_complex() or v.dtype == torch.bool:
+        raise TypeError(f"{name} must be a real tensor, got dtype {v.dtype}")
+    v = v.detach()
+    vd = v.to("cpu", torch.float64)
+    if v.numel() and not bool(((vd >= lo) & (vd <= hi) & vd.isfinite()).all()):
+        raise ValueError(
+            f"{name} must be finite and lie in [{lo}, {hi}], got values from {vd.min().item()} to {vd.max().item()}"
+        )
+    try:
+        ok = torch.broadcast_shapes(v.shape, mask_shape) == mask_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} of shape {tuple(v.shape)} must broadcast to the mask shape {tuple(mask_shape)}"
+        )
+    if v.numel() == 1:
+        return "scalar", float(vd.item())
+    padded = (1,) * (len(mask_shape) - v.dim()) + tuple(v.shape)
+    if padded[0] == mask_shape[0] and all(d == 1 for d in padded[1:]):
+        return "rows", vd.reshape(-1).numpy()  # (K,)
+    return "general", v
+
+
+def _member_seeds(member_seeds, x: torch.Tensor) -> np.ndarray | None:
+    if member_seeds is None:
+        return None
+    if (
+        not isinstance(member_seeds, torch.Tensor)
+        or member_seeds.is_floating_point()
+        or (member_seeds.dtype == torch.bool or member_seeds.is_complex())
+    ):
+        raise TypeError(
+            f"member_seeds must be an integer tensor of shape (K,), got {member_seeds!r}"
+        )
+    if x.dim() == 0 or member_seeds.shape != (x.shape[0],):
+        raise ValueError(
+            f"member_seeds must have shape (K,) = ({x.shape[0] if x.dim() else '?'},) to match "
+            f"x's member axis (dim 0), got shape {tuple(member_seeds.shape)} for x of shape "
+            f"{tuple(x.shape)}"
+        )
+    return member_seeds.detach().to("cpu", torch.int64).numpy()
+
+
+def _mask_shape(x: torch.Tensor, broadcast_dims: Sequence[int], members: bool) -> torch.Size:
+    if isinstance(broadcast_dims, int):
+        broadcast_dims = (broadcast_dims,)
+    shape = list(x.shape)
+    for d in broadcast_dims:
+        if isinstance(d, bool) or not isinstance(d, int) or not -x.dim() <= d < x.dim():
+            raise ValueError(
+                f"broadcast_dims must hold dims of x (ndim {x.dim()}), got {tuple(broadcast_dims)}"
+            )
+        if members and d % x.dim() == 0:
+            raise ValueError(
+                "broadcast_dims cannot contain dim 0 (the member axis) with member_seeds"
+            )
+        shape[d] = 1
+    return torch.Size(shape)
+
+
+# ---------------------------------------------------------------- plans
+
+
+class _Plan:
+    """How to regenerate one call's multiplier: ``y = x * M``, M from (seed, offset).
+
+    ``fused``: M has x's shape and is a per-row constant where kept, so one kernel pass
+    computes x * M. Otherwise M (mask shape, broadcast over x) is built, then multiplied.
+    """
+
+    def __init__(self, kind, backend, p, mask_shape, x_shape, general=None, dtype=None):
+        self.kind, self.backend, self.p = kind, backend, p
+        self.mask_shape, self.x_shape = mask_shape, x_shape
+        self.general = general  # (thr tensor, mult tensor) / sigma tensor, rate's shape
+        self.fused = general is None and mask_shape == x_shape
+
+    def apply(self, t: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            t2 = t.contiguous().view(self.p.rows, self.p.n)  # (R, n)
+            return self._rows(t2).view(t.shape)
+        return t * self.multiplier(t.dtype, t.device)  # mask shape broadcast over x
+
+    def _rows(self, t2: torch.Tensor) -> torch.Tensor:
+        p, b = self.p, self.backend
+        mult = np.asarray(p.mult, dtype=np.float64)
+        if b == "numba":
+            out = torch.empty_like(t2)
+            xa, oa = t2.detach().view(-1).numpy(), out.view(-1).numpy()
+            m = mult.astype(xa.dtype)
+            if self.kind == "bernoulli":
+                _numba.run(
+                    _numba.bernoulli_par, _numba.bernoulli_ser, xa.size, torch.get_num_threads(),
+                    xa, oa, p.base, p.k0, p.k1, p.thr.astype(np.uint32), m, p.n,
+                )  # fmt: skip
+            else:
+                _numba.run(
+                    _numba.gaussian_par, _numba.gaussian_ser, xa.size, torch.get_num_threads(),
+                    xa, oa, p.base, p.k0, p.k1, p.g0, p.g1, m, p.n,
+                )  # fmt: skip
+            return out
+        if b == "triton":
+            fn = _triton().bernoulli if self.kind == "bernoulli" else _triton().gaussian
+            return fn(t2, p)
+        fn = _hash.bernoulli_torch if self.kind == "bernoulli" else _hash.gaussian_torch
+        return fn(t2, p)
+
+    def multiplier(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """M of the mask shape: {0, scale} (Bernoulli) or 1 + sigma z (Gaussian)."""
+        p = self.p
+        if self.general is None:  # per-row rates, only the shape is broadcast
+            if self.backend == "numba" and dtype not in _NUMBA_DTYPES:
+                plan = _Plan(self.kind, "torch", p, self.mask_shape, self.mask_shape)
+            else:
+                plan = _Plan(self.kind, self.backend, p, self.mask_shape, self.mask_shape)
+            return plan.apply(torch.ones(self.mask_shape, dtype=dtype, device=device))
+        if self.kind == "bernoulli":
+            thr, mult = self.general
+            u = self._bits(device).view(self.mask_shape)  # 24-bit integers, mask shape
+            kept = u < thr.to(device)
+            return torch.where(
+                kept, mult.to(device, dtype), torch.zeros((), dtype=dtype, device=device)
+            )
+        z = self._normal(device).view(self.mask_shape).to(dtype)
+        return 1 + self.general.to(device, dtype) * z
+
+    def _bits(self, device: torch.device) -> torch.Tensor:
+        p = self.p
+        if self.backend == "numba":
+            out = torch.empty((p.rows, p.n), dtype=torch.int32)
+            _numba.run(
+                _numba.bits_par, _numba.bits_ser, out.numel(), torch.get_num_threads(),
+                out.view(-1).numpy(), p.base, p.k0, p.k1, p.n,
+            )  # fmt: skip
+            return out
+        if self.backend == "triton":
+            return _triton().bits(p, device)
+        idx = _hash.row_counters(p, device)
+        k0 = torch.as_tensor(p.k0.astype(np.int64), device=device)[:, None]
+        k1 = torch.as_tensor(p.k1.astype(np.int64), device=device)[:, None]
+        return _hash.bits_torch(idx, k0, k1) >> 8
+
+    def _normal(self, device: torch.device) -> torch.Tensor:
+        p = self.p
+        if self.backend == "numba":
+            out = torch.empty((p.rows, p.n), dtype=torch.float32)
+            _numba.run(
+                _numba.normal_par, _numba.normal_ser, out.numel(), torch.get_num_threads(),
+                out.view(-1).numpy(), p.base, p.k0, p.k1, p.g0, p.g1, p.n,
+            )  # fmt: skip
+            return out
+        if self.backend == "triton":
+            return _triton().normal(p, device)
+        return _hash.normal_torch(p, device)
+
+
+def _layout(
+    mask_shape: torch.Size,
+    seeds: np.ndarray | None,
+    seed: int,
+    offset: int,
+    per_row: bool,
+    stream: int = 0,
+):
+    """Rows, row length, row counters and keys for a mask of ``mask_shape``."""
+    numel = math.prod(mask_shape)
+    if seeds is not None:
+        rows = mask_shape[0]
+        n = numel // rows if rows else 0
+        k0, k1 = _hash.keys(seeds, offset, stream)
+        return rows, n, np.zeros(rows, dtype=np.int64), k0, k1
+    k0, k1 = _hash.keys(seed, offset, stream)
+    if per_row:
+        rows = mask_shape[0]
+        n = numel // rows if rows else 0
+        base = np.arange(rows, dtype=np.int64) * n  # global counters, row by row
+        return rows, n, base, np.repeat(k0, rows), np.repeat(k1, rows)
+    return 1, numel, np.zeros(1, dtype=np.int64), k0, k1
+
+
+class _Regenerated(torch.autograd.Function):
+    """y = x * M(plan); backward g * M(plan) regenerates M from the plan's keys.
+
+    The plan holds only numpy key/threshold arrays (a few bytes per row), so autograd
+    saves no tensor for this op. Backward calls the op again, so it is twice
+    differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        ctx.plan = plan
+        return plan.apply(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _Regenerated.apply(grad, ctx.plan), None
+
+
+def _run(x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Regenerated.apply(x, plan)
+    return plan.apply(x)
+
+
+# ---------------------------------------------------------------- public ops
+
+
+def bernoulli(
+    x: torch.Tensor,
+    keep: float | torch.Tensor,
+    seed: int,
+    offset: int = 0,
+    *,
+    scaling: str = "inverted",
+    broadcast_dims: Sequence[int] = (),
+    member_seeds: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Bernoulli dropout with a counter-based mask: ``y = x * m * s``.
+
+    ``m_i = 1[u_i < keep]`` with ``u_i = hash(seed, offset, i) >> 8`` scaled to [0, 1)
+    (24 bits; exact keep probability ``ceil(keep 2^24) / 2^24``), and ``s = 1 / keep``
+    for ``scaling="inverted"`` (so E[y] = x) or ``s = 1`` for ``"classic"`` (scale by
+    keep at evaluation instead). Elements with keep = 0 are 0 (never NaN).
+
+    Args:
+        x: input of any shape (..), any floating dtype and device.
+        keep: P(keep), a float in [0, 1] or a tensor broadcastable to the mask shape;
+            the fast per-member form is (K, 1, ..., 1) for x of shape (K, ...).
+        seed: any int (taken mod 2^64). Ignored when ``member_seeds`` is given.
+        offset: any int (mod 2^64), hashed into the key together with the seed; distinct
+            offsets give independent masks (use e.g. the step and layer index).
+        scaling: "inverted" or "classic".
+        broadcast_dims: dims along which one mask value is shared (mask shape has 1
+            there), as Flax's ``Dropout(broadcast_dims=...)``.
+        member_seeds: optional integer tensor of shape (K,) with K = x.shape[0]: member k
+            uses the key of (member_seeds[k], offset) and the C-order index of the element
+            within x[k] (within the mask of x[k] under broadcast_dims). Member k's mask is
+            then the same whether it is computed alone (K = 1) or in any batch.
+        backend: "auto" / "fast" (best available), "numba", "triton" or "torch".
+
+    Returns:
+        A tensor of x's shape and dtype. Without ``member_seeds`` the counter of an
+        element is its C-order index in the mask shape, whatever x's memory layout.
+
+    Shape:
+        x: (*), keep: () or broadcastable to the mask shape, output: (*).
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    seed, offset = _as_int(seed, "seed"), _as_int(offset, "offset")
+    seeds = _member_seeds(member_seeds, x)
+    mask_shape = _mask_shape(x, broadcast_dims, seeds is not None)
+    backend = _resolve(backend, x)
+    form, k = _rate(keep, "keep", mask_shape, 0.0, 1.0)
+    rows, n, base, k0, k1 = _layout(mask_shape, seeds, seed, offset, form == "rows")
+    general = None
+    if form == "general":
+        kt = k.to("cpu", torch.float32).to(torch.float64)
+        thr = torch.ceil(kt * 2.0**24).to(torch.int32)
+        mult = torch.from_numpy(_hash.scales(kt.numpy(), scaling))
+        general = (thr, mult)
+        thr_r = mult_r = None
+    else:
+        kr = np.full(rows, k) if form == "scalar" else np.asarray(k)
+        thr_r, mult_r = _hash.thresholds(kr), _hash.scales(kr, scaling)
+    p = Params(rows, n, base, k0, k1, thr=thr_r, mult=mult_r)
+    return _run(x, _Plan("bernoulli", backend, p, mask_shape, x.shape, general))
+
+
+def gaussian(
+    x: torch.Tensor,
+    sigma: float | torch.Tensor,
+    seed: int,
+    offset: int = 0,
+    *,
+    member_seeds: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Multiplicative Gaussian noise from the counter stream: ``y = x * (1 + sigma z)``.
+
+    ``z_i`` is a standard normal by Box-Muller from two hash streams of (seed, offset,
+    i): ``z = sqrt(-2 ln u1) cos(2 pi u2)`` with 24-bit uniforms (|z| <= 5.77). Gaussian
+    dropout of rate p uses ``sigma = sqrt(p / (1 - p))`` (Srivastava et al., JMLR 2014).
+    Arguments as :func:`bernoulli`; ``sigma`` >= 0 is a float or a tensor broadcastable to
+    x (per member: (K, 1, ..., 1)).
+
+    Shape:
+        x: (*), output: (*).
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
+    seed, offset = _as_int(seed, "seed"), _as_int(offset, "offset")
+    seeds = _member_seeds(member_seeds, x)
+    backend = _resolve(backend, x)
+    form, s = _rate(sigma, "sigma", x.shape, 0.0, math.inf)
+    rows, n, base, k0, k1 = _layout(x.shape, seeds, seed, offset, form == "rows")
+    _, _, _, g0, g1 = _layout(x.shape, seeds, seed, offset, form == "rows", _hash.GAUSS_KEY)
+    general = None
+    if form == "general":
+        general, mult = s.to("cpu", torch.float64), None
+    else:
+        mult = np.full(rows, s) if form == "scalar" else np.asarray(s)
+    p = Params(rows, n, base, k0, k1, mult=mult, g0=g0, g1=g1)
+    return _run(x, _Plan("gaussian", backend, p, x.shape, x.shape, general))

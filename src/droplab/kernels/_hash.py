@@ -1,0 +1,192 @@
+"""The counter-based hash that every backend implements, and its pure-torch reference.
+
+Each element's random bits are a pure function of a 64-bit key and the element's index:
+
+    key  = mix64(mix64(seed + G64) ^ mix64(offset ^ O64))        (once per call / member)
+    k0, k1 = key mod 2**32, key >> 32
+    lo, hi = index mod 2**32, index >> 32
+    h    = mix32(mix32(lo ^ k0) ^ k1 ^ (hi * G32 mod 2**32))      (once per element)
+
+``mix64`` is the splitmix64 finalizer (Steele, Lea & Flood, "Fast splittable pseudorandom
+number generators", OOPSLA 2014); ``mix32`` is a 32-bit xorshift-multiply finalizer with
+the "lowbias32" constants found by C. Wellons' hash-prospector search (two multiplies,
+full avalanche). Two keyed rounds of ``mix32`` make ``h`` an invertible, key-dependent
+scramble of the index; its statistical quality for dropout (uniformity, serial and
+2x2-pattern independence, independence across seeds and offsets) is what
+``tests/kernels`` checks.
+
+A uniform is ``u = (h >> 8) * 2**-24`` (24 bits, exactly representable in float32), and
+an element is kept when ``u < keep``, i.e. when ``h >> 8 < ceil(keep * 2**24)``: every
+backend compares integers, so masks are bit-identical across numba, Triton and torch.
+The offset is hashed into the key rather than added to the index, so masks of different
+offsets are independent, not shifted copies of each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = [
+    "GAUSS_KEY",
+    "Params",
+    "bits_torch",
+    "keys",
+    "mix64",
+    "thresholds",
+]
+
+M32 = 0xFFFFFFFF
+G64 = 0x9E3779B97F4A7C15  # 2**64 / golden ratio
+O64 = 0xD1B54A32D192ED03  # separates the offset's hash from the seed's
+GAUSS_KEY = 0x632BE59BD9B4E019  # derives the second (angle) stream of the Gaussian
+G32 = 0x9E3779B9  # 2**32 / golden ratio: spreads the index's high word into the key
+MIX32_A = 0x21F0AAAD
+MIX32_B = 0x735A2D97
+
+
+def mix64(v: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer, elementwise on a uint64 array (wrapping arithmetic)."""
+    v = np.asarray(v, dtype=np.uint64)
+    v = v ^ (v >> np.uint64(30))
+    v = v * np.uint64(0xBF58476D1CE4E5B9)
+    v = v ^ (v >> np.uint64(27))
+    v = v * np.uint64(0x94D049BB133111EB)
+    return v ^ (v >> np.uint64(31))
+
+
+def keys(seeds: np.ndarray | int, offset: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed 32-bit keys ``(k0, k1)`` (uint32 arrays of seeds' shape, at least 1-d).
+
+    ``seeds`` and ``offset`` are taken modulo 2**64 (negative values allowed). A nonzero
+    ``stream`` derives a second independent key from the same (seed, offset).
+    """
+    if isinstance(seeds, np.ndarray):
+        s = np.atleast_1d(seeds.astype(np.int64)).view(np.uint64)  # (K,), two's complement
+    else:
+        s = np.array([int(seeds) % 2**64], dtype=np.uint64)  # (1,)
+    o = np.array([offset % 2**64], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        key = mix64(mix64(s + np.uint64(G64)) ^ mix64(o ^ np.uint64(O64)))
+        if stream:
+            key = mix64(key ^ np.uint64(stream))
+    k0 = (key & np.uint64(M32)).astype(np.uint32)
+    k1 = (key >> np.uint64(32)).astype(np.uint32)
+    return k0, k1
+
+
+def thresholds(keep: np.ndarray) -> np.ndarray:
+    """Integer thresholds ``ceil(keep * 2**24)`` (int64): keep when ``h >> 8 < t``.
+
+    ``keep`` is first rounded to float32, so a float and a float32 tensor of the same
+    value give the same mask.
+    """
+    k32 = np.asarray(keep, dtype=np.float32).astype(np.float64)
+    return np.ceil(k32 * 2.0**24).astype(np.int64)
+
+
+def scales(keep: np.ndarray, scaling: str) -> np.ndarray:
+    """Multiplier of a kept element: ``1/keep`` (inverted) or 1 (classic); 0 if keep=0."""
+    k32 = np.asarray(keep, dtype=np.float32).astype(np.float64)
+    if scaling == "classic":
+        return np.where(k32 > 0, 1.0, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.where(k32 > 0, 1.0 / np.where(k32 > 0, k32, 1.0), 0.0)
+
+
+class Params:
+    """Everything a kernel needs for R rows of n elements (row r = member or block).
+
+    ``base[r]`` is the counter of row r's first element, ``k0, k1`` its key words,
+    ``thr`` its threshold, ``mult`` its kept-element multiplier (Bernoulli) or sigma
+    (Gaussian), with ``g0, g1`` the angle-stream key for the Gaussian. All are numpy
+    arrays of shape (R,); nothing here is a tensor, so autograd saves none of it.
+    """
+
+    __slots__ = ("base", "g0", "g1", "k0", "k1", "mult", "n", "rows", "thr")
+
+    def __init__(self, rows, n, base, k0, k1, thr=None, mult=None, g0=None, g1=None):
+        self.rows, self.n = rows, n
+        self.base, self.k0, self.k1 = base, k0, k1
+        self.thr, self.mult, self.g0, self.g1 = thr, mult, g0, g1
+
+
+# ---------------------------------------------------------------- torch reference
+
+
+def _mix32_t(h: torch.Tensor) -> torch.Tensor:
+    # h: int64 holding values in [0, 2**32); products stay below 2**63
+    h = h ^ (h >> 16)
+    h = (h * MIX32_A) & M32
+    h = h ^ (h >> 15)
+    h = (h * MIX32_B) & M32
+    return h ^ (h >> 15)
+
+
+def bits_torch(idx: torch.Tensor, k0: torch.Tensor | int, k1: torch.Tensor | int) -> torch.Tensor:
+    """The 32-bit hash ``h`` (as int64 in [0, 2**32)) of int64 counters ``idx``.
+
+    ``k0, k1`` are ints or int64 tensors broadcastable to ``idx``.
+    """
+    lo = idx & M32
+    hi = idx >> 32
+    h = _mix32_t(lo ^ k0)
+    return _mix32_t(h ^ k1 ^ ((hi * G32) & M32))
+
+
+def row_counters(p: Params, device: torch.device) -> torch.Tensor:
+    """Counters of all R*n elements as an int64 tensor of shape (R, n)."""
+    base = torch.as_tensor(p.base, dtype=torch.int64, device=device)  # (R,)
+    return base[:, None] + torch.arange(p.n, dtype=torch.int64, device=device)  # (R, n)
+
+
+def _col(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), device=device).to(dtype)[:, None]  # (R, 1)
+
+
+def bernoulli_torch(x2: torch.Tensor, p: Params) -> torch.Tensor:
+    """Reference Bernoulli kernel on x2 of shape (R, n): ``x * mult`` where kept, else 0."""
+    dev = x2.device
+    h = bits_torch(
+        row_counters(p, dev),
+        _col(p.k0.astype(np.int64), dev, torch.int64),
+        _col(p.k1.astype(np.int64), dev, torch.int64),
+    )  # (R, n)
+    kept = (h >> 8) < _col(p.thr, dev, torch.int64)
+    return torch.where(
+        kept, x2 * _col(p.mult, dev, x2.dtype), torch.zeros((), dtype=x2.dtype, device=dev)
+    )
+
+
+TWO_PI = 2.0 * math.pi
+TWO_PI_F32 = float(np.float32(TWO_PI))  # the float32 constant every backend uses
+
+
+def normal_torch(p: Params, device: torch.device) -> torch.Tensor:
+    """Standard normals z (float32, shape (R, n)) by Box-Muller from the two streams.
+
+    u1 = ((h1 >> 8) + 1) * 2**-24 in (0, 1], u2 = (h2 >> 8) * 2**-24 in [0, 1),
+    z = sqrt(-2 ln u1) * cos(2 pi u2); |z| <= sqrt(48 ln 2) ~ 5.77.
+    """
+    idx = row_counters(p, device)
+    h1 = bits_torch(
+        idx,
+        _col(p.k0.astype(np.int64), device, torch.int64),
+        _col(p.k1.astype(np.int64), device, torch.int64),
+    )
+    h2 = bits_torch(
+        idx,
+        _col(p.g0.astype(np.int64), device, torch.int64),
+        _col(p.g1.astype(np.int64), device, torch.int64),
+    )
+    u1 = ((h1 >> 8) + 1).to(torch.float32) * 2.0**-24
+    u2 = (h2 >> 8).to(torch.float32) * 2.0**-24
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(u2 * TWO_PI_F32)
+
+
+def gaussian_torch(x2: torch.Tensor, p: Params) -> torch.Tensor:
+    """Reference Gaussian kernel on x2 (R, n): ``x * (1 + sigma * z)``."""
+    z = normal_torch(p, x2.device).to(x2.dtype)  # (R, n)
+    return x2 * (1 + _col(p.mult, x2.device, x2.dtype) * z)

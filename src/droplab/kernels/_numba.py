@@ -1,0 +1,162 @@
+"""numba CPU kernels for the counter hash of ``_hash.py`` (imported only if numba is).
+
+The hash is emitted as 32-bit LLVM IR through ``numba.extending.intrinsic``: numba's own
+integer typing widens uint32 arithmetic to 64 bits, which would stop LLVM from using
+8-lane AVX2 multiplies; with 32-bit IR the loops vectorize and run near copy bandwidth.
+Every element depends only on (key, counter), so results are identical for any thread
+count and chunking.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from droplab.kernels._hash import G32, MIX32_A, MIX32_B, TWO_PI_F32
+
+CHUNK = 1 << 15  # elements per parallel task: fits L1/L2, many tasks per row
+PARALLEL_MIN = 1 << 16  # below this many elements, the serial kernel is faster
+
+_I32 = ir.IntType(32)
+_LOCK = threading.Lock()  # parallel numba calls are serialized across Python threads
+
+
+@intrinsic
+def _hash32(typingctx, idx, k0, k1):
+    """h = mix32(mix32(lo ^ k0) ^ k1 ^ hi * G32), all in 32-bit wrapping arithmetic."""
+    sig = types.uint32(types.int64, types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        i, a, b = args
+        c = lambda v: ir.Constant(_I32, v)  # noqa: E731
+
+        def mix(h):
+            h = builder.xor(h, builder.lshr(h, c(16)))
+            h = builder.mul(h, c(MIX32_A))
+            h = builder.xor(h, builder.lshr(h, c(15)))
+            h = builder.mul(h, c(MIX32_B))
+            return builder.xor(h, builder.lshr(h, c(15)))
+
+        lo = builder.trunc(i, _I32)
+        hi = builder.trunc(builder.lshr(i, ir.Constant(ir.IntType(64), 32)), _I32)
+        h = mix(builder.xor(lo, a))
+        h = builder.xor(builder.xor(h, b), builder.mul(hi, c(G32)))
+        return mix(h)
+
+    return sig, codegen
+
+
+def _bernoulli(x, out, base, k0, k1, thr, mult, n):
+    # x, out: flat (R*n,); base int64, k0/k1/thr uint32, mult x.dtype: all (R,)
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in numba.prange(base.shape[0] * nc):
+        r = t // nc
+        s = (t % nc) * CHUNK
+        e = min(s + CHUNK, n)
+        a = k0[r]
+        b = k1[r]
+        tr = thr[r]
+        m = mult[r]
+        zero = m - m  # 0 in x's dtype (m is finite)
+        b0 = base[r] + s
+        xs = x[r * n + s : r * n + e]  # slices with a local index let LLVM vectorize
+        os = out[r * n + s : r * n + e]
+        for j in range(e - s):
+            h = _hash32(b0 + j, a, b)
+            os[j] = xs[j] * m if (h >> np.uint32(8)) < tr else zero
+
+
+def _bits(out, base, k0, k1, n):
+    # out: int32 (R*n,) receiving h >> 8 (24-bit uniforms as integers)
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in numba.prange(base.shape[0] * nc):
+        r = t // nc
+        s = (t % nc) * CHUNK
+        e = min(s + CHUNK, n)
+        a = k0[r]
+        b = k1[r]
+        b0 = base[r] + s
+        os = out[r * n + s : r * n + e]
+        for j in range(e - s):
+            os[j] = np.int32(_hash32(b0 + j, a, b) >> np.uint32(8))
+
+
+def _gaussian(x, out, base, k0, k1, g0, g1, sigma, n):
+    # out = x * (1 + sigma * z), z by Box-Muller in float32 (see _hash.normal_torch)
+    nc = (n + CHUNK - 1) // CHUNK
+    two_pi = np.float32(TWO_PI_F32)
+    scale = np.float32(2.0**-24)
+    one = np.float32(1.0)
+    for t in numba.prange(base.shape[0] * nc):
+        r = t // nc
+        s = (t % nc) * CHUNK
+        e = min(s + CHUNK, n)
+        a = k0[r]
+        b = k1[r]
+        c = g0[r]
+        d = g1[r]
+        sg = sigma[r]
+        b0 = base[r] + s
+        xs = x[r * n + s : r * n + e]
+        os = out[r * n + s : r * n + e]
+        for j in range(e - s):
+            h1 = _hash32(b0 + j, a, b)
+            h2 = _hash32(b0 + j, c, d)
+            u1 = np.float32((h1 >> np.uint32(8)) + np.uint32(1)) * scale
+            u2 = np.float32(h2 >> np.uint32(8)) * scale
+            z = np.float32(math.sqrt(np.float32(-2.0) * np.float32(math.log(u1)))) * np.float32(
+                math.cos(two_pi * u2)
+            )
+            os[j] = xs[j] * (one + sg * z)
+
+
+def _normal(out, base, k0, k1, g0, g1, n):
+    # out: float32 (R*n,) receiving z (same formula as _gaussian)
+    nc = (n + CHUNK - 1) // CHUNK
+    two_pi = np.float32(TWO_PI_F32)
+    scale = np.float32(2.0**-24)
+    for t in numba.prange(base.shape[0] * nc):
+        r = t // nc
+        s = (t % nc) * CHUNK
+        e = min(s + CHUNK, n)
+        a = k0[r]
+        b = k1[r]
+        c = g0[r]
+        d = g1[r]
+        b0 = base[r] + s
+        os = out[r * n + s : r * n + e]
+        for j in range(e - s):
+            h1 = _hash32(b0 + j, a, b)
+            h2 = _hash32(b0 + j, c, d)
+            u1 = np.float32((h1 >> np.uint32(8)) + np.uint32(1)) * scale
+            u2 = np.float32(h2 >> np.uint32(8)) * scale
+            os[j] = np.float32(math.sqrt(np.float32(-2.0) * np.float32(math.log(u1)))) * np.float32(
+                math.cos(two_pi * u2)
+            )
+
+
+_JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=False)
+bernoulli_par = numba.njit(parallel=True, **_JIT)(_bernoulli)
+bernoulli_ser = numba.njit(parallel=False, **_JIT)(_bernoulli)
+bits_par = numba.njit(parallel=True, **_JIT)(_bits)
+bits_ser = numba.njit(parallel=False, **_JIT)(_bits)
+gaussian_par = numba.njit(parallel=True, **_JIT)(_gaussian)
+gaussian_ser = numba.njit(parallel=False, **_JIT)(_gaussian)
+normal_par = numba.njit(parallel=True, **_JIT)(_normal)
+normal_ser = numba.njit(parallel=False, **_JIT)(_normal)
+
+
+def run(par, ser, total: int, threads: int, *args) -> None:
+    """Call the parallel kernel with ``threads`` numba threads, or the serial one."""
+    if total < PARALLEL_MIN or threads <= 1:
+        ser(*args)
+        return
+    with _LOCK:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        par(*args)
