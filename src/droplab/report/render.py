@@ -599,6 +599,8 @@ blockquote { margin: 0 0 14px; padding: 8px 16px; border-left: 4px solid var(--l
 .card { border: 1px solid var(--line); border-radius: 10px; padding: 22px 24px; margin: 26px 0; }
 .verdict { border-left: 4px solid var(--accent); background: #eef6fb; padding: 10px 14px;
   border-radius: 0 6px 6px 0; margin: 10px 0 14px; font-size: 16px; }
+.keyline { margin-top: 6px; font-size: 14px; color: var(--muted); }
+.keyline .key { color: var(--ink); }
 .key { display: inline-block; font-weight: 600; font-variant-numeric: tabular-nums;
   white-space: nowrap; }
 .badge { display: inline-block; font-size: 12px; font-weight: 600; padding: 1px 9px;
@@ -617,7 +619,9 @@ th.num, td.num { text-align: right; }
 tbody tr:nth-child(even) td { background: #fbfcfd; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
 table.summary { width: 100%; font-size: 14px; }
-table.summary td.q { width: 34%; }
+table.summary td.q { width: 30%; }
+table.summary td.v { width: 44%; }
+table.summary td .key { white-space: normal; }
 .figs { display: flex; flex-wrap: wrap; gap: 18px; margin: 12px 0; }
 figure { margin: 0; flex: 1 1 440px; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px;
@@ -692,7 +696,11 @@ def _html_section(s: _Section) -> str:
         f = s.findings
         if s.state == "partial":
             h.append(f'<p class="notrun">{_e(_partial_text(s))}</p>')
-        key = f' <span class="key">{_e(f.key_number)}</span>' if f.key_number else ""
+        key = (
+            f'<div class="keyline">Key number: <span class="key">{_e(f.key_number)}</span></div>'
+            if f.key_number
+            else ""
+        )
         h.append(f'<div class="verdict">{_e(f.verdict)}{key}</div>')
         if s.figures or s.figure_errors:
             h.append('<div class="figs">')
@@ -746,7 +754,7 @@ def _html(sections: list[_Section], meta: dict[str, str]) -> str:
             "<tr>"
             f'<td><a href="#{_e(s.anchor)}">{_e(s.name)}</a><br>{_badge(s.state)}</td>'
             f'<td class="q">{_e(s.question)}</td>'
-            f"<td>{_summary_verdict_html(s, verdict)}</td>"
+            f'<td class="v">{_summary_verdict_html(s, verdict)}</td>'
             f'<td><span class="key">{_e(key)}</span></td>'
             "</tr>"
         )
