@@ -88,23 +88,29 @@ def _keep_mask(shape: Sequence[int], keep: float, x: torch.Tensor, generator) ->
     return (_uniform(shape, x, generator) < keep).to(x.dtype)
 
 
-def _fast_kernels(backend: str) -> ModuleType | None:
+def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
     """The one place that picks an op's path: ``droplab.kernels`` or ``None`` (plain torch).
 
-    ``"torch"`` always takes the plain torch path. ``"auto"`` takes it too for now (the
-    counter-based kernels of ``droplab.kernels`` are switched on here once they land).
+    ``"torch"`` always takes the plain torch path. ``"auto"`` takes the counter-based
+    kernels of ``droplab.kernels`` (numba on CPU, or their pure-torch hash with a one-time
+    notice when numba is missing; Triton on CUDA), except on devices without a compiled
+    kernel other than the CPU (e.g. CUDA without triton), where torch's native op is faster.
     ``"fast"`` demands the kernels and fails clearly when they cannot be imported.
     """
     check_choice(backend, "backend", BACKENDS)
-    if backend != "fast":
+    if backend == "torch":
         return None
     try:
         from droplab import kernels
     except ImportError as err:
+        if backend == "auto":
+            return None
         raise ImportError(
             f"backend='fast' needs droplab.kernels, which could not be imported ({err}); "
             "use backend='auto' or backend='torch'"
         ) from err
+    if backend == "auto" and x.device.type != "cpu" and kernels.backend_name(x.device) == "torch":
+        return None
     return kernels
 
 
@@ -164,7 +170,7 @@ def dropout(
     check_choice(scaling, "scaling", SCALINGS)
     dims = normalize_dims(check_dims(broadcast_dims, "broadcast_dims"), x.ndim, "broadcast_dims")
     check_generator(generator)
-    kernels = _fast_kernels(backend)
+    kernels = _fast_kernels(backend, x)
 
     if not training:
         return x * keep if scaling == "classic" and rate > 0.0 else x
@@ -295,7 +301,7 @@ def gaussian_dropout(
     check_float_tensor(x, "x")
     sigma = gaussian_sigma(rate, keep=keep, sigma=sigma)
     check_generator(generator)
-    kernels = _fast_kernels(backend)
+    kernels = _fast_kernels(backend, x)
     if not training or sigma == 0.0:
         return x
     if kernels is not None:
