@@ -153,7 +153,9 @@ def logistic_expected_loss_exact(
         raise ValueError(
             f"X has d={d} features; enumeration needs d <= max_features={max_features}"
         )
-    masks = torch.tensor(list(itertools.product((0.0, 1.0), repeat=d)), dtype=torch.float64)
+    masks = torch.tensor(
+        list(itertools.product((0.0, 1.0), repeat=d)), dtype=torch.float64, device=X.device
+    )  # (2^d, d)
     kept = masks.sum(1)  # (2^d,)
     prob = keep**kept * (1.0 - keep) ** (d - kept)  # (2^d,)
     a = X.double() * w.double() / keep  # (n, d)
