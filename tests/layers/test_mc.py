@@ -1,0 +1,105 @@
+"""MC-dropout helpers: mc_mode, mc_predict, replace_dropout, is_dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import droplab as dl
+
+from .specs import LAYERS, gen
+
+
+def _net():
+    return nn.Sequential(
+        nn.Linear(5, 8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        dl.Dropout(0.5, generator=gen(1)),
+        nn.Linear(8, 8),
+        nn.Dropout(0.3),
+        dl.DropConnect(nn.Linear(8, 3), 0.2, generator=gen(2)),
+    )
+
+
+def test_mc_mode_turns_on_only_dropout_and_restores():
+    net = _net().train()
+    net[4].eval()  # a mixed state must come back exactly
+    before = [m.training for m in net.modules()]
+    with dl.mc_mode(net):
+        assert net[3].training and net[5].training and net[6].training
+        assert not net[1].training  # batch norm stays in eval: running stats untouched
+        assert not net[0].training and not net[6].module.training
+        stats = net[1].running_mean.clone()
+        net(torch.randn(4, 5))
+        assert torch.equal(net[1].running_mean, stats)
+    assert [m.training for m in net.modules()] == before
+
+
+def test_mc_mode_restores_after_an_exception():
+    net = _net().eval()
+    with pytest.raises(RuntimeError), dl.mc_mode(net):
+        raise RuntimeError("boom")
+    assert not any(m.training for m in net.modules())
+
+
+def test_mc_predict_shape_spread_and_mean():
+    net = _net().eval()
+    x = torch.randn(6, 5, generator=gen(3))
+    out = dl.mc_predict(net, x, samples=40)
+    assert out.shape == (40, 6, 3)
+    assert out.std(dim=0).min() > 0  # the samples differ
+    assert not out.requires_grad
+    assert not any(m.training for m in net.modules())  # back in eval afterwards
+    deterministic = net(x)
+    assert not torch.equal(out[0], deterministic)
+
+
+def test_mc_predict_is_reproducible_with_layer_generators():
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 7), dl.Dropout(0.5, generator=gen(5)), nn.Linear(7, 2))
+
+    x = torch.randn(3, 4)
+    assert torch.equal(dl.mc_predict(make(), x, samples=5), dl.mc_predict(make(), x, samples=5))
+
+
+def test_is_dropout():
+    for spec in LAYERS:
+        assert dl.is_dropout(spec.make(None)), spec.name
+    for m in [nn.Dropout(), nn.Dropout2d(), nn.AlphaDropout(), nn.FeatureAlphaDropout()]:
+        assert dl.is_dropout(m)
+    for m in [nn.Linear(2, 2), nn.BatchNorm1d(3), nn.ReLU(), nn.Sequential()]:
+        assert not dl.is_dropout(m)
+
+
+def test_replace_dropout_swaps_every_nn_dropout_only():
+    net = nn.Sequential(
+        nn.Linear(3, 3),
+        nn.Dropout(0.1),
+        nn.Sequential(nn.Dropout(0.2), nn.Dropout2d(0.3)),
+        dl.Dropout(0.4),
+    ).eval()
+    out = dl.replace_dropout(net, lambda rate: dl.GaussianDropout(rate))
+    assert out is net
+    assert isinstance(net[1], dl.GaussianDropout) and net[1].rate == pytest.approx(0.1)
+    assert isinstance(net[2][0], dl.GaussianDropout) and net[2][0].rate == pytest.approx(0.2)
+    assert isinstance(net[2][1], nn.Dropout2d)  # channel dropout is not element-wise dropout
+    assert isinstance(net[3], dl.Dropout)
+    assert not net[1].training  # keeps the replaced layer's mode
+    assert not any(type(m) is nn.Dropout for m in net.modules())
+    bare = dl.replace_dropout(nn.Dropout(0.25), lambda rate: dl.Dropout(rate))
+    assert isinstance(bare, dl.Dropout) and bare.rate == 0.25
+
+
+def test_droplab_dropout_matches_torch_in_distribution_and_eval():
+    # torch's nn.Dropout is the oracle: same values {0, x / keep}, same eval identity
+    x = torch.randn(50, 60)
+    ours, theirs = dl.Dropout(0.3), nn.Dropout(0.3)
+    for y in (ours(x), theirs(x)):
+        ratio = y / x
+        zero = ratio == 0
+        assert 0 < zero.sum() < x.numel()
+        torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], 1 / 0.7))
+    assert torch.equal(ours.eval()(x), theirs.eval()(x))
