@@ -222,3 +222,60 @@ def test_to_moves_every_tensor():
 def test_options_lists_defaults():
     opts = data.options("mnist1d")
     assert opts["num_samples"] == 5000 and opts["generation_seed"] == 42
+
+
+def test_mnist1d_is_the_packages_generator_with_its_default_arguments():
+    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.utils import ObjectView
+
+    ours = data.load("mnist1d", num_samples=100, n_val=0, standardize=False, cache=False)
+    args = get_dataset_args(as_dict=True)
+    assert {k: v for k, v in args.items() if k != "url"} == {
+        **ours.meta["generation_args"],
+        "num_samples": 5000,
+    }
+    state = np.random.get_state()  # noqa: NPY002 - make_dataset seeds the global RNG
+    try:
+        ref = make_dataset(ObjectView({**args, "num_samples": 100}))
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    assert torch.equal(ours.x_train, torch.from_numpy(ref["x"].astype(np.float32)))
+    assert torch.equal(ours.y_train, torch.from_numpy(ref["y"]))
+    assert torch.equal(ours.x_test, torch.from_numpy(ref["x_test"].astype(np.float32)))
+
+
+def test_dataset_pickles_for_worker_processes():
+    import pickle
+
+    ds = data.load("teacher-regression", n_train=50, n_test=20)
+    back = pickle.loads(pickle.dumps(ds))
+    assert repr(back) == repr(ds) and back.y_scale == ds.y_scale
+    for ta, tb in zip(tensors(ds), tensors(back)):
+        assert torch.equal(ta, tb)
+
+
+def test_from_arrays_checks_its_inputs():
+    x, y = np.zeros((10, 3)), np.arange(10) % 2
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\), got min 0 max 2"):
+        data.from_arrays(
+            "mine", "classification", x, y, x[:2], np.array([0, 2]), seed=0, n_val=2, n_classes=2
+        )
+    with pytest.raises(ValueError, match=r"shapes disagree"):
+        data.from_arrays(
+            "mine", "classification", x, y, x[:2, :2], y[:2], seed=0, n_val=2, n_classes=2
+        )
+    with pytest.raises(ValueError, match=r"task must be 'classification' or 'regression'"):
+        data.from_arrays("mine", "ranking", x, y, x, y, seed=0, n_val=2)
+    ds = data.from_arrays("mine", "regression", x, y * 1.0, x[:4], y[:4] * 1.0, seed=0, n_val=2)
+    assert ds.input_shape == (3,) and len(ds.y_train) == 8 and ds.n_outputs == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_copy_and_subset_match_cpu():
+    ds = data.load("digits-image", seed=0)
+    gpu = ds.to("cuda")
+    assert gpu.x_train.is_cuda and gpu.x_std.is_cuda
+    a, b = ds.subset(77, seed=2), gpu.subset(77, seed=2)
+    assert b.x_train.is_cuda
+    for ta, tb in zip(tensors(a), tensors(b)):
+        torch.testing.assert_close(ta, tb.cpu(), rtol=0, atol=1e-6)

@@ -13,6 +13,7 @@ same call gives the same tensors on any machine. See docs/data.md for each datas
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,8 +92,9 @@ def load(
             choices). TypeError: an unknown option or a value of the wrong type.
     """
     builder = _builder(name)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
     valid = options(name)
     unknown = sorted(set(options_) - set(valid))
     if unknown:

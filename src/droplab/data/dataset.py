@@ -73,13 +73,21 @@ def fit_standardization(
     return mean, std
 
 
-def _apply(x: torch.Tensor, mode: str, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std with float32 stats broadcast as ``fit_standardization`` made them."""
-    if mode == "feature":
-        return (x - mean) / std
+def _apply(
+    x: torch.Tensor, mode: str, mean: torch.Tensor, std: torch.Tensor, *, inplace: bool = False
+) -> torch.Tensor:
+    """(x - mean) / std with float32 stats broadcast as ``fit_standardization`` made them.
+
+    ``inplace=True`` overwrites ``x`` (saves a copy of a large image set)."""
     n = x.shape[0]
-    g = x.reshape(n, mean.shape[0], -1)  # (n, C, L)
-    return ((g - mean[:, None]) / std[:, None]).reshape(x.shape)
+    if mode == "feature":
+        m, s, g = mean, std, x
+    else:
+        m, s, g = mean[:, None], std[:, None], x.reshape(n, mean.shape[0], -1)  # (n, C, L)
+    if inplace:
+        g.sub_(m).div_(s)
+        return x
+    return ((g - m) / s).reshape(x.shape)
 
 
 def _invert(x: torch.Tensor, mode: str, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -288,9 +296,24 @@ def from_arrays(
             f"got {n_val}"
         )
     x_pool = np.ascontiguousarray(x_pool, dtype=np.float32)
-    x_test = np.ascontiguousarray(x_test, dtype=np.float32)
+    x_test = np.array(x_test, dtype=np.float32, order="C", copy=True)  # ours to overwrite
+    if x_pool.shape[1:] != x_test.shape[1:] or len(x_pool) != n_pool or len(x_test) != len(y_test):
+        raise ValueError(
+            f"{name}: shapes disagree: x_pool {x_pool.shape}, y_pool ({n_pool},), "
+            f"x_test {x_test.shape}, y_test ({len(y_test)},)"
+        )
     classify = task == "classification"
     labels = np.asarray(y_pool, dtype=np.int64) if classify else None
+    if classify:
+        if n_classes is None:
+            raise ValueError(f"{name}: classification needs n_classes")
+        for split, y in (("train", y_pool), ("test", y_test)):
+            y = np.asarray(y)
+            if len(y) and (y.min() < 0 or y.max() >= n_classes):
+                raise ValueError(
+                    f"{name}: {split} labels must be in [0, {n_classes}), "
+                    f"got min {y.min()} max {y.max()}"
+                )
     val_idx = pick(labels, n_pool, n_val, rng.numpy_rng(seed, "data", "val"))
     keep = np.ones(n_pool, dtype=bool)
     keep[val_idx] = False
@@ -304,10 +327,10 @@ def from_arrays(
     x_mean = x_std = None
     if standardize:
         mode = "channel" if channels is not None else "feature"
-        m, s = fit_standardization(x_pool[train_idx], mode, channels)
+        m, s = fit_standardization(xs[0].numpy(), mode, channels)  # train only
         x_mean = torch.from_numpy(m.astype(np.float32))
         x_std = torch.from_numpy(s.astype(np.float32))
-        xs = [_apply(x, mode, x_mean, x_std) for x in xs]
+        xs = [_apply(x, mode, x_mean, x_std, inplace=True) for x in xs]  # own copies
     if flatten:
         xs = [x.reshape(x.shape[0], -1) for x in xs]  # (n, C*H*W)
 
