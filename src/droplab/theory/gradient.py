@@ -170,8 +170,8 @@ def gradient_decomposition(
         for m, flag in saved.items():
             m.training = flag
 
-    counts = torch.tensor(sizes, dtype=torch.float64)[:, None]  # (batches, 1)
     M = torch.stack(means)  # (batches, P)
+    counts = torch.tensor(sizes, dtype=torch.float64, device=M.device)[:, None]  # (batches, 1)
     mean = (counts * M).sum(0) / samples  # (P,)
     # Chan et al.'s pooled sum of squares: within-batch plus between-batch parts
     m2_total = torch.stack(m2s).sum(0) + (counts * (M - mean).pow(2)).sum(0)  # (P,)
