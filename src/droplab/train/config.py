@@ -46,6 +46,10 @@ class TrainConfig:
             ``mc_samples`` dropout masks; the curves stay deterministic).
         mc_samples: T for ``eval_mode="mc"``.
         eval_batch: rows per evaluation chunk (memory bound, not a hyperparameter).
+        masks: where the fast path's dropout masks come from: ``"kernel"`` (counter-based
+            :mod:`droplab.kernels`, nothing stored for backward), ``"torch"`` (per-member
+            ``torch.Generator`` streams) or ``"auto"`` (kernel when available). The two
+            give different (equally valid) random streams.
     """
 
     epochs: int = 20
@@ -63,6 +67,7 @@ class TrainConfig:
     eval_mode: str = "deterministic"
     mc_samples: int = 0
     eval_batch: int = 8192
+    masks: str = "auto"
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs, integer=True)
@@ -75,6 +80,8 @@ class TrainConfig:
         _positive("mc_samples", self.mc_samples, integer=True, allow_zero=True)
         if self.max_norm is not None:
             _positive("max_norm", self.max_norm)
+        if self.masks not in ("auto", "kernel", "torch"):
+            raise ValueError(f"masks must be 'auto', 'kernel' or 'torch', got {self.masks!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.select not in SELECTS:

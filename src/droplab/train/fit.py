@@ -62,6 +62,7 @@ class FitResult:
     seconds: float
     path: str  # "fast" or "generic"
     _module: Callable[[int], nn.Module] = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict)  # train_s, eval_s (wall)
 
     def module(self, k: int) -> nn.Module:
         """Member k as a plain torch module (droplab dropout layers), with its selected
@@ -148,8 +149,16 @@ def _spec_factory(spec: ModelSpec, members: list[MemberConfig]):
 def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
     K = len(members)
     tracker = Tracker(K, data.task, cfg.select)
+    timings: dict[str, float] = {}
     net, noise, best_W, best_b = fit_mlp(
-        spec, data, members, cfg, device=device, extra_loss=extra_loss, tracker=tracker
+        spec,
+        data,
+        members,
+        cfg,
+        device=device,
+        extra_loss=extra_loss,
+        tracker=tracker,
+        timings=timings,
     )
     extra = [{} for _ in range(K)]
     if cfg.eval_mode == "mc":
@@ -160,6 +169,7 @@ def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
             scaling=spec.scaling,
             device=device,
             stream="mc",
+            backend=noise.backend,
         )
         for s in ("train", "val", "test"):
             x = getattr(data, f"x_{s}").to(device).flatten(1)
@@ -211,7 +221,7 @@ def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
                 lin.bias.copy_(bb[k, 0])
         return net_k
 
-    return FitResult(results, 0.0, "fast", module)
+    return FitResult(results, 0.0, "fast", module, timings)
 
 
 def _fit_generic(factory, data, members, cfg, device) -> FitResult:

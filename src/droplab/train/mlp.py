@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from droplab import rng
 from droplab.models.factory import ModelSpec, _slot_on
 from droplab.train.config import MemberConfig, TrainConfig
 from droplab.train.noise import MemberNoise, batched_dropout
+from droplab.train.optim import StackedOptimizer
 from droplab.train.tracking import split_metrics
 
 __all__ = ["StackedMLP", "fit_mlp", "predict"]
@@ -123,22 +125,20 @@ def member_rates(net: StackedMLP, members: list[MemberConfig]) -> list[list[floa
     return rates
 
 
-def _optimizer(net: StackedMLP, members, cfg: TrainConfig, device: torch.device):
-    """torch's SGD/Adam with one param group per member (views of the stacked weights)."""
-    groups = []
-    for k, m in enumerate(members):
-        groups.append(
-            {
-                "params": [p[k] for p in net.params()],  # views: member k's slices
-                "lr": cfg.lr if m.lr is None else m.lr,
-                "weight_decay": cfg.weight_decay if m.weight_decay is None else m.weight_decay,
-            }
-        )
-    fused = device.type in ("cpu", "cuda")
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
-    return torch.optim.SGD(
-        groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused
+def _optimizer(net: StackedMLP, members, cfg: TrainConfig, *, fused: bool | None = None):
+    """SGD/Adam on the stacked weights with each member's lr and weight decay."""
+    return StackedOptimizer(
+        net.params(),
+        kind=cfg.optimizer,
+        lrs=[cfg.lr if m.lr is None else m.lr for m in members],
+        weight_decays=[
+            cfg.weight_decay if m.weight_decay is None else m.weight_decay for m in members
+        ],
+        betas=cfg.betas,
+        eps=cfg.eps,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        fused=fused,
     )
 
 
@@ -185,12 +185,19 @@ def predict(
         else:
             acc = None
             for _ in range(samples):
+                mc.advance()
                 o, _ = net.forward(xc, W, b, mc)
                 o = o.softmax(-1) if task == "classification" else o.squeeze(-1)
                 acc = o if acc is None else acc + o
             o = acc / samples
         outs.append(o)
     return torch.cat(outs, 1)
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def fit_mlp(
@@ -202,6 +209,8 @@ def fit_mlp(
     device: torch.device,
     extra_loss=None,
     tracker,
+    timings: dict[str, float] | None = None,
+    fused: bool | None = None,
 ) -> tuple[StackedMLP, list, list]:
     """Train K MLP members at once; returns the net and each member's selected weights
     (stacked W, b). Metrics go to ``tracker``."""
@@ -221,10 +230,10 @@ def fit_mlp(
         scaling=spec.scaling,
         device=device,
         dtype=x_tr.dtype,
+        backend={"auto": "auto", "kernel": "kernel", "torch": "torch"}[cfg.masks],
     )
     order = [rng.generator(m.seed, "order") for m in members]
-    opt = _optimizer(net, members, cfg, device)
-    views = [g["params"] for g in opt.param_groups]  # views[k][p]
+    opt = _optimizer(net, members, cfg, fused=fused)
     c = [cfg.max_norm if m.max_norm is None else m.max_norm for m in members]
     max_norm = None
     if any(v is not None for v in c):
@@ -239,25 +248,29 @@ def fit_mlp(
     best_W = [w.clone() for w in net.W]
     best_b = [b.clone() for b in net.b]
     n_layers = len(net.W)
+    timings = {} if timings is None else timings
+    timings.setdefault("train_s", 0.0)
+    timings.setdefault("eval_s", 0.0)
     for epoch in range(1, cfg.epochs + 1):
+        t0 = _clock(device)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)  # (K, n)
         for start in range(0, n, cfg.batch_size):
             idx = perm[:, start : start + cfg.batch_size]  # (K, b)
             xb, yb = x_tr[idx], y_tr[idx]  # (K, b, D), (K, b)
             W = [w.detach().requires_grad_() for w in net.W]
             b = [t.detach().requires_grad_() for t in net.b]
+            noise.advance()
             out, hidden = net.forward(xb, W, b, noise)
             loss = loss_per_member(out, yb, task)  # (K,)
             if extra_loss is not None:
                 loss = loss + extra_loss(hidden, W[-1].transpose(1, 2), out, hidden_keep)
             grads = torch.autograd.grad(loss.sum(), [t for pair in zip(W, b) for t in pair])
-            for k in range(K):
-                for p, g in zip(views[k], grads):
-                    p.grad = g[k]
-            opt.step()
+            opt.step(grads)
             if max_norm is not None:
                 for j in range(n_layers - 1):
                     max_norm_stacked_(net.W[j], max_norm)
+        t1 = _clock(device)
+        timings["train_s"] += t1 - t0
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             res = {
                 s: split_metrics(
@@ -272,6 +285,5 @@ def fit_mlp(
             improved = tracker.record(epoch, res).to(device)
             for dst, src in zip(best_W + best_b, net.W + net.b):
                 dst.copy_(torch.where(improved.view(K, 1, 1), src, dst))
-    for p in (t for v in views for t in v):
-        p.grad = None
+            timings["eval_s"] += _clock(device) - t1
     return net, noise, best_W, best_b

@@ -1,7 +1,12 @@
 """Batched dropout for the fast path: K members, each with its own masks stream.
 
-Everything random in a batched step goes through :func:`batched_dropout`, so switching
-the mask generator (counter-based kernel or per-member torch generators) is one place.
+Everything random in a batched step goes through :func:`batched_dropout`. Two mask
+sources, chosen by ``backend``:
+
+- ``"kernel"`` (default when :mod:`droplab.kernels` imports): counter-based masks,
+  ``kernels.bernoulli/gaussian(x, ..., member_seeds=derive(seed, stream), offset=counter
+  * n_slots + slot)``; nothing is stored for backward, the mask is regenerated.
+- ``"torch"``: per-member ``torch.Generator`` streams, 16 random bits per unit.
 
 Reproducibility contract: member k's masks depend only on its own seed and on the shapes
 (batch size, widths), never on the other members, so member k trained alone (K=1) sees
@@ -15,6 +20,11 @@ import math
 import torch
 
 from droplab import rng
+
+try:
+    from droplab import kernels as _kernels
+except ImportError:  # pragma: no cover - kernels are part of droplab; kept for safety
+    _kernels = None
 
 __all__ = ["MemberNoise", "batched_dropout"]
 
@@ -31,6 +41,10 @@ class MemberNoise:
             ``N(1, rate / (1 - rate))`` instead of Bernoulli.
         scaling: ``"inverted"`` (kept units scaled by 1/keep in training) or ``"classic"``.
         stream: the rng stream name (``"masks"`` for training, ``"mc"`` for MC evaluation).
+        backend: ``"auto"`` (kernel when available), ``"kernel"`` or ``"torch"``.
+
+    Call :meth:`advance` once per forward pass (training step, MC sample) so every pass
+    draws fresh masks on the kernel backend.
     """
 
     def __init__(
@@ -43,14 +57,23 @@ class MemberNoise:
         device: torch.device,
         dtype: torch.dtype = torch.float32,
         stream: str = "masks",
+        backend: str = "auto",
     ) -> None:
+        if backend not in ("auto", "kernel", "torch"):
+            raise ValueError(f"backend must be 'auto', 'kernel' or 'torch', got {backend!r}")
+        if backend == "kernel" and _kernels is None:  # pragma: no cover
+            raise ValueError("backend='kernel' needs droplab.kernels")
+        self.backend = "torch" if backend == "torch" or _kernels is None else "kernel"
+        self.counter = 0
         self.K = len(seeds)
         self.device = torch.device(device)
         self.scaling = scaling
         self.gaussian = list(gaussian)
         self.rates = [list(map(float, r)) for r in rates]
         gen_device = self.device if self.device.type != "mps" else "cpu"
-        self.gens = [rng.generator(s, stream, device=gen_device) for s in seeds]
+        if self.backend == "torch":
+            self.gens = [rng.generator(s, stream, device=gen_device) for s in seeds]
+        self.member_seeds = torch.tensor([rng.derive(s, stream) for s in seeds], dtype=torch.int64)
         self.any_gauss = any(self.gaussian)
         self.all_gauss = all(self.gaussian)
         col = (self.K, 1, 1)
@@ -71,8 +94,19 @@ class MemberNoise:
             sigma = torch.tensor(
                 [math.sqrt(x / (1.0 - x)) for x in r], dtype=dtype, device=self.device
             ).view(col)
+            cpu_keep = torch.tensor(
+                [1.0 if g else 1.0 - x for x, g in zip(r, self.gaussian)], dtype=torch.float64
+            ).view(col)  # Bernoulli keep; 1 for Gaussian members (kernel backend)
+            cpu_sigma = torch.tensor(
+                [math.sqrt(x / (1.0 - x)) if g else 0.0 for x, g in zip(r, self.gaussian)],
+                dtype=torch.float64,
+            ).view(col)
             self.slots.append(
                 {
+                    "cpu_keep": cpu_keep,
+                    "cpu_sigma": cpu_sigma,
+                    "any_bern": any(x > 0 and not g for x, g in zip(r, self.gaussian)),
+                    "any_gauss": any(x > 0 and g for x, g in zip(r, self.gaussian)),
                     "active": [x > 0 for x in r],
                     "any": any(x > 0 for x in r),
                     "keep": keep,
@@ -81,6 +115,10 @@ class MemberNoise:
                     "sigma": sigma,
                 }
             )
+
+    def advance(self) -> None:
+        """Move to the next forward pass (fresh masks on the kernel backend)."""
+        self.counter += 1
 
     def eval_scale(self, slot: int) -> torch.Tensor | None:
         """The deterministic-evaluation factor of a slot: ``keep`` for classic-scaled
@@ -102,6 +140,15 @@ def batched_dropout(x: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Ten
     """
     s = noise.slots[slot]
     if not s["any"]:
+        return x
+    if noise.backend == "kernel":
+        offset = noise.counter * len(noise.slots) + slot
+        if s["any_bern"]:
+            x = _kernels.bernoulli(
+                x, s["cpu_keep"], 0, offset, scaling=noise.scaling, member_seeds=noise.member_seeds
+            )
+        if s["any_gauss"]:
+            x = _kernels.gaussian(x, s["cpu_sigma"], 0, offset, member_seeds=noise.member_seeds)
         return x
     K = x.shape[0]
     per = x[0].numel()

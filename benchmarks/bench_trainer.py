@@ -1,0 +1,127 @@
+"""Trainer speed: 16 MNIST-1D MLPs (40-256-256-10, dropout 0.5 on hidden units, Adam,
+batch 100), (a) one after another with a plain PyTorch loop, (b) batched by droplab.
+
+Prints seconds per epoch of each, the ratio (a)/(b), and the achieved GFLOP/s of (b) as a
+fraction of a float32 matmul measured in the same run. The last line reads
+
+    trainer: R.Rx sequential, P% of matmul peak
+
+Run:  .venv/bin/python benchmarks/bench_trainer.py [--epochs 3] [--device cpu] [--threads N]
+(the whole run takes well under 3 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from droplab import rng
+from droplab.data import load
+from droplab.models import ModelSpec
+from droplab.train import MemberConfig, TrainConfig, fit
+
+K, WIDTH, BATCH, RATE = 16, 256, 100, 0.5
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 2.0) -> float:
+    """Best float32 GEMM rate (n x n @ n x n) over repeated timings of ~0.2 s each."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        reps = 0
+        _sync(device)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.2:
+            a @ b
+            reps += 1
+        _sync(device)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def sequential_epoch_s(data, epochs: int, device: torch.device) -> float:
+    """(a): the textbook loop, one model after another; seconds per epoch for all K."""
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    n = x.shape[0]
+    total = 0.0
+    for k in range(K):
+        torch.manual_seed(rng.derive(k, "bench"))  # benchmark script, not library code
+        net = nn.Sequential(
+            nn.Linear(40, WIDTH), nn.ReLU(), nn.Dropout(RATE),
+            nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Dropout(RATE),
+            nn.Linear(WIDTH, 10),
+        ).to(device)  # fmt: skip
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        g = rng.generator(k, "order")
+        for epoch in range(epochs + 1):  # epoch 0 is warm-up, not timed
+            _sync(device)
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=g).to(device)
+            for s in range(0, n, BATCH):
+                idx = perm[s : s + BATCH]
+                loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            _sync(device)
+            if epoch:
+                total += time.perf_counter() - t0
+    return total / epochs
+
+
+def batched_epoch_s(data, epochs: int, device: torch.device) -> float:
+    """(b): droplab's fast path, K members in one computation; training seconds per epoch."""
+    spec = ModelSpec("mlp", widths=(WIDTH, WIDTH))
+    members = [MemberConfig(seed=k, hidden_rate=RATE) for k in range(K)]
+    fit(spec, data, members, TrainConfig(epochs=1, batch_size=BATCH), device=device)  # warm-up
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=1e-3, eval_every=epochs)
+    res = fit(spec, data, members, cfg, device=device)
+    return res.timings["train_s"] / epochs
+
+
+def flops_per_epoch(n: int) -> float:
+    """Dense FLOPs of one epoch of the K MLPs: forward 2*MACs, backward 4*MACs except the
+    input gradient of the first layer (not computed), per example and member."""
+    macs = [40 * WIDTH, WIDTH * WIDTH, WIDTH * 10]
+    per_example = sum(6 * m for m in macs) - 2 * macs[0]
+    return float(K * n * per_example)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data = load("mnist1d")
+    n = data.x_train.shape[0]
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, n_train {n}, "
+        f"{K} MLPs 40-{WIDTH}-{WIDTH}-10, dropout {RATE}, Adam, batch {BATCH}"
+    )
+    peak = matmul_gflops(device)
+    print(f"float32 matmul (1024^3): {peak:.1f} GFLOP/s")
+    seq = sequential_epoch_s(data, args.epochs, device)
+    print(f"(a) sequential PyTorch loop: {seq:.3f} s/epoch for {K} models")
+    bat = batched_epoch_s(data, args.epochs, device)
+    rate = flops_per_epoch(n) / bat / 1e9
+    print(f"(b) droplab batched:         {bat:.3f} s/epoch for {K} models, {rate:.1f} GFLOP/s")
+    print(f"trainer: {seq / bat:.1f}x sequential, {100 * rate / peak:.0f}% of matmul peak")
+
+
+if __name__ == "__main__":
+    main()

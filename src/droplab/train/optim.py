@@ -1,0 +1,122 @@
+"""SGD (momentum) and Adam on stacked ``(K, ...)`` parameters, per-member lr and weight decay.
+
+The math is torch's own (``torch.optim.SGD`` / ``torch.optim.Adam``):
+
+- SGD: ``g <- g + wd p``; ``buf <- g`` (first step) or ``buf <- mu buf + g``;
+  ``g <- g + mu buf`` (Nesterov) or ``g <- buf``; ``p <- p - lr g``.
+- Adam: ``g <- g + wd p`` (weight decay is *coupled* L2, as in ``torch.optim.Adam``, not
+  AdamW's decoupled decay); ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+  ``p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)``.
+
+Members that share (lr, weight decay) are updated by one call of torch's fused kernel
+(``torch._fused_adam_`` / ``torch._fused_sgd_``) on the whole stacked tensors, or on the
+members' slices when the values differ; on devices without fused kernels a plain
+tensor implementation with ``(K, 1, ...)`` hyperparameters does the same math.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["StackedOptimizer"]
+
+
+class StackedOptimizer:
+    """Update stacked parameters ``params[i]`` of shape ``(K, ...)`` in place.
+
+    Args:
+        params: tensors with the member axis first (not requiring grad; updated in place).
+        lrs, weight_decays: per member.
+        kind: ``"adam"`` or ``"sgd"``.
+        fused: use torch's fused kernels (CPU and CUDA); False forces the plain version.
+    """
+
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        *,
+        kind: str,
+        lrs: list[float],
+        weight_decays: list[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        self.params, self.kind = params, kind
+        self.K = params[0].shape[0]
+        self.betas, self.eps, self.momentum, self.nesterov = betas, eps, momentum, nesterov
+        dev = params[0].device
+        self.fused = dev.type in ("cpu", "cuda") if fused is None else fused
+        self.t = 0
+        if kind == "adam":
+            self.m = [torch.zeros_like(p) for p in params]
+            self.v = [torch.zeros_like(p) for p in params]
+        else:
+            self.buf = [torch.zeros_like(p) for p in params]
+        # members grouped by equal hyperparameters: one fused call per group
+        groups: dict[tuple[float, float], list[int]] = {}
+        for k, key in enumerate(zip(lrs, weight_decays)):
+            groups.setdefault(key, []).append(k)
+        self.groups = [(lr, wd, ks) for (lr, wd), ks in groups.items()]
+        self._steps = [
+            [torch.zeros((), dtype=torch.float32, device=dev) for _ in params] for _ in self.groups
+        ]
+        col = lambda v: torch.tensor(v, dtype=params[0].dtype, device=dev)  # noqa: E731
+        self.lr = col(lrs)  # (K,)
+        self.wd = col(weight_decays)  # (K,)
+
+    def _select(self, tensors: list[torch.Tensor], ks: list[int]) -> list[torch.Tensor]:
+        if len(ks) == self.K:
+            return tensors  # the whole stacks
+        return [t[k] for t in tensors for k in ks]  # member slices (views)
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """One update from ``grads`` (same shapes as ``params``)."""
+        self.t += 1
+        if not self.fused:
+            self._plain(grads)
+            return
+        b1, b2 = self.betas
+        for (lr, wd, ks), steps in zip(self.groups, self._steps):
+            p, g = self._select(self.params, ks), self._select(list(grads), ks)
+            if self.kind == "adam":
+                torch._foreach_add_(steps, 1.0)  # one step counter per parameter stack
+                st = steps if len(ks) == self.K else [s for s in steps for _ in ks]
+                torch._fused_adam_(
+                    p, g, self._select(self.m, ks), self._select(self.v, ks), [], st,
+                    lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=self.eps,
+                    amsgrad=False, maximize=False,
+                )  # fmt: skip
+            else:
+                torch._fused_sgd_(
+                    p, g, self._select(self.buf, ks) if self.momentum else [],
+                    weight_decay=wd, momentum=self.momentum, lr=lr, dampening=0.0,
+                    nesterov=self.nesterov, maximize=False, is_first_step=self.t == 1,
+                )  # fmt: skip
+
+    def _plain(self, grads: list[torch.Tensor]) -> None:
+        b1, b2 = self.betas
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            shape = (self.K,) + (1,) * (p.dim() - 1)
+            lr, wd = self.lr.view(shape), self.wd.view(shape)
+            g = g + wd * p
+            if self.kind == "adam":
+                m, v = self.m[i], self.v[i]
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v.sqrt() / math.sqrt(1 - b2**self.t)).add_(self.eps)
+                p.sub_(lr / (1 - b1**self.t) * m / denom)
+            else:
+                if self.momentum:
+                    buf = self.buf[i]
+                    if self.t == 1:
+                        buf.copy_(g)
+                    else:
+                        buf.mul_(self.momentum).add_(g)
+                    g = g + self.momentum * buf if self.nesterov else buf
+                p.sub_(lr * g)
