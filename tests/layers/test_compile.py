@@ -1,0 +1,75 @@
+"""torch.compile of one small model that uses every layer of the family (kept to one
+compilation because compiling is slow)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import droplab as dl
+
+
+class EveryLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = dl.DropConnect(nn.Conv2d(2, 4, 3, padding=1), 0.2)
+        self.spatial = dl.SpatialDropout(0.2)
+        self.block = dl.DropBlock(0.2, (3, 2))
+        self.fc = nn.Linear(4 * 9 * 7, 16)
+        self.drop = dl.Dropout(0.3)
+        self.classic = dl.Dropout(0.3, scaling="classic")
+        self.fixed = dl.FixedCountDropout(0.25, scaling="classic")
+        self.gauss = dl.GaussianDropout(0.3)
+        self.noise = dl.GaussianNoise(0.1)
+        self.alpha = dl.AlphaDropout(0.1)
+        self.path = dl.DropPath(0.2)
+        self.head = dl.DropConnect(nn.Linear(16, 3), 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.block(self.spatial(torch.relu(self.conv(x))))  # (N, 4, 9, 7)
+        h = self.fc(h.flatten(1))  # (N, 16)
+        h = self.fixed(self.classic(self.drop(h)))
+        h = self.alpha(self.noise(self.gauss(torch.selu(h))))
+        h = h + self.path(h)
+        return self.head(h)  # (N, 3)
+
+
+def _check_compiled_matches_eager(backend: str) -> None:
+    torch.manual_seed(0)
+    model = EveryLayer().eval()
+    x = torch.randn(5, 2, 9, 7)
+    eager = model(x)
+    # fullgraph: the eval path of every layer traces without a graph break
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    torch.testing.assert_close(compiled(x), eager)
+    x2 = torch.randn(3, 2, 9, 7)
+    torch.testing.assert_close(compiled(x2), model(x2))
+
+
+def test_compiled_model_matches_eager_in_eval():
+    # aot_eager runs dynamo and AOTAutograd (where untraceable code fails) without the
+    # C++ code generation of inductor, which costs ~40 s on 2 cores
+    _check_compiled_matches_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_inductor_compiled_model_matches_eager_in_eval():
+    _check_compiled_matches_eager("inductor")
+
+
+def test_state_dict_round_trip_of_a_model_with_every_layer():
+    torch.manual_seed(0)
+    a = EveryLayer().eval()
+    b = EveryLayer().eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 2, 9, 7)
+    assert torch.equal(a(x), b(x))
+    assert set(a.state_dict()) == {
+        "conv.module.weight",
+        "conv.module.bias",
+        "fc.weight",
+        "fc.bias",
+        "head.module.weight",
+        "head.module.bias",
+    }

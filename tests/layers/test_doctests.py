@@ -1,0 +1,25 @@
+"""The Examples in the docstrings of the layer family run and print what they claim."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "droplab.functional",
+    "droplab._validate",
+    "droplab.layers.bernoulli",
+    "droplab.layers.gaussian",
+    "droplab.layers.structured",
+    "droplab.layers.droppath",
+    "droplab.layers.dropconnect",
+    "droplab.layers.mc",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
