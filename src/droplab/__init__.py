@@ -14,4 +14,18 @@ from droplab import (
     rng,  # noqa: F401
 )
 from droplab.findings import Findings  # noqa: F401
-from droplab.layers import *  # noqa: F403  (the dropout family: dl.Dropout, dl.DropBlock, ...)
+from droplab.layers import (  # noqa: F401  (the dropout family, at top level)
+    AlphaDropout,
+    DropBlock,
+    DropConnect,
+    Dropout,
+    DropPath,
+    FixedCountDropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout,
+    is_dropout,
+    mc_mode,
+    mc_predict,
+    replace_dropout,
+)
