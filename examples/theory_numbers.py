@@ -1,11 +1,18 @@
 """Every number in docs/theory.md, recomputed: closed forms vs Monte Carlo with droplab masks.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python examples/theory_numbers.py   (< 1 min on one core)
+      add ``--update-doc docs/theory.md`` to paste this run's output into the doc's blocks.
 
 Seeds are fixed (droplab.rng), so the output is the same on every run on one machine.
 """
 
 from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+from pathlib import Path
 
 import torch
 
@@ -43,7 +50,7 @@ def regression_problem():
 
 
 def section(title: str) -> None:
-    print(f"\n## {title}")
+    print(f"## {title}")
 
 
 def linear_checks(X, y, w) -> None:
@@ -253,20 +260,56 @@ def mlp_decomposition() -> None:
     print(f"noise trace ratio Gaussian / Bernoulli: {traces[1] / traces[0]:.2f}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--update-doc",
+        metavar="PATH",
+        help="also rewrite the '<!-- theory_numbers N -->' blocks of PATH (docs/theory.md) "
+        "with this run's output of section N",
+    )
+    args = parser.parse_args(argv)
     X, y, w = regression_problem()
-    linear_checks(X, y, w)
-    note_formula(X, y, w)
-    coefficient_table(X, y)
-    gaussian_checks(X, y, w)
-    sgd_check(X, y)
-    logistic_checks()
-    explicit_checks()
-    mlp_decomposition()
+    steps = [
+        lambda: linear_checks(X, y, w),
+        lambda: note_formula(X, y, w),
+        lambda: coefficient_table(X, y),
+        lambda: gaussian_checks(X, y, w),
+        lambda: sgd_check(X, y),
+        logistic_checks,
+        explicit_checks,
+        mlp_decomposition,
+    ]
+    outputs = {}
+    for number, step in enumerate(steps, start=1):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            step()
+        outputs[number] = buffer.getvalue().strip("\n")
+        print("\n" + outputs[number], flush=True)
     # the exact gradient used throughout equals autograd of the exact loss
     wg = w.clone().requires_grad_(True)
     (auto,) = torch.autograd.grad(linear_expected_loss(X, y, wg, 0.5), wg)
     assert torch.allclose(auto, linear_expected_grad(X, y, w, 0.5))
+    if args.update_doc:
+        update_doc(Path(args.update_doc), outputs)
+
+
+def update_doc(path: Path, outputs: dict[int, str]) -> None:
+    """Replace each block between '<!-- theory_numbers N -->' and '<!-- /theory_numbers -->'."""
+    text = path.read_text()
+
+    def block(match: re.Match) -> str:
+        body = "\n".join(
+            "    " + line if line else "" for line in outputs[int(match[1])].splitlines()
+        )
+        return f"{match[0].splitlines()[0]}\n\n{body}\n\n<!-- /theory_numbers -->"
+
+    new, count = re.subn(
+        r"<!-- theory_numbers (\d+) -->.*?<!-- /theory_numbers -->", block, text, flags=re.S
+    )
+    path.write_text(new)
+    print(f"\nupdated {count} blocks in {path}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import within
+from theory_mc import within
 
 import droplab as dl
 from droplab import rng

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import mc, within
+from theory_mc import mc, within
 
 from droplab import functional as F
 from droplab import rng

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import mc, within
+from theory_mc import mc, within
 
 from droplab import functional as F
 from droplab import rng
