@@ -18,6 +18,7 @@ The variance ``var = E xi^2 - mu^2`` is ``(1-keep)/keep``, ``keep(1-keep)`` and 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -43,7 +44,7 @@ class Noise:
 
 def check_keep(keep: float, name: str = "keep") -> float:
     """``keep`` as a float in (0, 1]; raises naming the value otherwise."""
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)):
+    if isinstance(keep, bool) or not isinstance(keep, numbers.Real):
         if isinstance(keep, Tensor) and keep.numel() == 1:
             keep = float(keep)
         else:
@@ -58,7 +59,7 @@ def check_keep(keep: float, name: str = "keep") -> float:
 
 def check_sigma(sigma: float, name: str = "sigma") -> float:
     """``sigma`` as a finite float >= 0."""
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
         if isinstance(sigma, Tensor) and sigma.numel() == 1:
             sigma = float(sigma)
         else:

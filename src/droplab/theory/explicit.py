@@ -29,6 +29,8 @@ penalty (give ``keep = droplab.theory.bernoulli_keep(sigma)``).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -41,7 +43,7 @@ LOSSES = ("cross_entropy", "squared")
 
 def _coefficient(keep: float | Tensor, lead: tuple[int, ...], like: Tensor) -> Tensor:
     """``(1-keep)/keep`` broadcastable to the per-example penalty of shape (*lead, B)."""
-    if isinstance(keep, bool) or not isinstance(keep, (int, float, Tensor)):
+    if isinstance(keep, bool) or not isinstance(keep, (numbers.Real, Tensor)):
         raise TypeError(f"keep must be a float or a tensor, got {type(keep).__name__} {keep!r}")
     k = torch.as_tensor(keep, dtype=like.dtype, device=like.device)
     if not bool(((k > 0) & (k <= 1)).all()):
@@ -116,8 +118,8 @@ class ExplicitDropoutPenalty(nn.Module):
         self,
         hidden: Tensor,
         weight: Tensor,
-        logits: Tensor | None = None,
-        keep: float | Tensor = 0.5,
+        logits: Tensor | None,
+        keep: float | Tensor,
     ) -> Tensor:
         if hidden.dim() < 2 or weight.dim() < 2:
             raise ValueError(

@@ -14,6 +14,7 @@ gradient, the second-order penalty of a logistic model, and the
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -22,7 +23,7 @@ __all__ = ["bernoulli_keep", "gaussian_sigma"]
 
 
 def _as_tensor_or_float(v: float | Tensor, name: str) -> float | Tensor:
-    if isinstance(v, bool) or not isinstance(v, (int, float, Tensor)):
+    if isinstance(v, bool) or not isinstance(v, (numbers.Real, Tensor)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(v).__name__} {v!r}")
     return v
 
