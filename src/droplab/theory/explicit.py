@@ -23,6 +23,9 @@ and ``E delta^T H delta = trace(H Cov(delta))``, so
     E l(z~) ~ l(z) + (1-keep)/(2 keep) * sum_j h_j^2 W_:j^T H W_:j,
     W_:j^T H W_:j = sum_o p_o W_oj^2 - (sum_o p_o W_oj)^2   (the variance of W_:j under p).
 
+``W_:j^T H W_:j`` is the j-th diagonal entry of the Hessian of the loss with respect to
+``h``; only the diagonal enters because the mask is independent across units.
+
 Gaussian dropout with ``sigma^2 = (1-keep)/keep`` has the same covariance, so the same
 penalty (give ``keep = droplab.theory.bernoulli_keep(sigma)``).
 """
