@@ -28,7 +28,7 @@ from torch import nn
 from droplab import rng
 from droplab.models.factory import ModelSpec, build, max_norm_
 from droplab.train.config import MemberConfig, TrainConfig
-from droplab.train.mlp import fit_mlp, predict
+from droplab.train.mlp import fit_stacked, predict
 from droplab.train.noise import MemberNoise
 from droplab.train.tracking import Tracker, split_metrics
 
@@ -73,8 +73,12 @@ class FitResult:
 
 
 def _use_fast(model, members) -> bool:
-    if not isinstance(model, ModelSpec) or model.kind != "mlp":
+    """The stacked path covers MLPs and CNNs with Bernoulli/Gaussian dropout (per member),
+    and CNNs with spatial dropout; other variants train member by member."""
+    if not isinstance(model, ModelSpec):
         return False
+    if model.kind != "mlp" and model.dropout == "spatial":
+        return all(m.dropout is None for m in members)
     return all((m.dropout or model.dropout) in ("bernoulli", "gaussian") for m in members)
 
 
@@ -150,7 +154,7 @@ def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
     K = len(members)
     tracker = Tracker(K, data.task, cfg.select)
     timings: dict[str, float] = {}
-    net, noise, best_W, best_b = fit_mlp(
+    net, noise, best_W, best_b = fit_stacked(
         spec,
         data,
         members,
@@ -168,11 +172,12 @@ def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
             noise.gaussian,
             scaling=spec.scaling,
             device=device,
+            spatial=noise.spatial,
             stream="mc",
             backend=noise.backend,
         )
         for s in ("train", "val", "test"):
-            x = getattr(data, f"x_{s}").to(device).flatten(1)
+            x = net.prepare(getattr(data, f"x_{s}").to(device))
             y = getattr(data, f"y_{s}").to(device)
             out = predict(
                 net,
@@ -214,11 +219,7 @@ def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
             input_rate=m.input_rate,
             hidden_rate=m.hidden_rate,
         )
-        linears = [mod for mod in net_k.modules() if isinstance(mod, nn.Linear)]
-        with torch.no_grad():
-            for lin, w, bb in zip(linears, W, b):
-                lin.weight.copy_(w[k].T)  # (in, out) -> (out, in)
-                lin.bias.copy_(bb[k, 0])
+        net.load_member(net_k, W, b, k)
         return net_k
 
     return FitResult(results, 0.0, "fast", module, timings)

@@ -1,12 +1,13 @@
-"""The fast path: K MLPs trained as one computation on stacked weights.
+"""The fast path: K MLPs or CNNs trained as one computation on stacked weights.
 
-Member k's layer l is ``W[l][k]`` of shape ``(in, out)`` and ``b[l][k]`` of shape
+MLP: member k's layer l is ``W[l][k]`` of shape ``(in, out)`` and ``b[l][k]`` of shape
 ``(1, out)``; a step computes ``h <- act(baddbmm(b, h, W))`` for all members at once on
-``(K, B, ·)`` activations, each member on its own batch (its own data order), with its own
-dropout masks (:func:`droplab.train.noise.batched_dropout`). The optimizer is torch's own
-(fused where the device supports it) with one parameter group per member, so every
-member has its own learning rate and weight decay, and the update of member k touches
-only member k's slices.
+``(K, B, ·)`` activations. CNN: the K members' conv layers run as ONE grouped convolution
+(``groups=K``, member k's channels are group k), the linear head as a ``baddbmm``.
+Each member trains on its own batch (its own data order) with its own dropout masks
+(:func:`droplab.train.noise.batched_dropout`); the optimizer
+(:class:`droplab.train.optim.StackedOptimizer`) gives every member its own learning
+rate and weight decay, and the update of member k touches only member k's slices.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from droplab.train.noise import MemberNoise, batched_dropout
 from droplab.train.optim import StackedOptimizer
 from droplab.train.tracking import split_metrics
 
-__all__ = ["StackedMLP", "fit_mlp", "predict"]
+__all__ = ["StackedCNN", "StackedMLP", "fit_stacked", "make_net", "predict"]
 
 _ACT = {
     "relu": torch.relu,
@@ -83,6 +84,23 @@ class StackedMLP:
     def params(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.W, self.b) for t in pair]
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Data rows as this net takes them: (n, *shape) -> (n, D)."""
+        return x.flatten(1)
+
+    def max_norm_(self, c: torch.Tensor) -> None:
+        """Max-norm on every hidden unit's incoming weights, c (K, 1, 1)."""
+        for w in self.W[:-1]:
+            max_norm_stacked_(w, c, dims=(1,))
+
+    @torch.no_grad()
+    def load_member(self, module: torch.nn.Module, W, b, k: int) -> None:
+        """Copy member k's weights into a module built by ``models.build``."""
+        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        for lin, w, bb in zip(linears, W, b):
+            lin.weight.copy_(w[k].T)  # (in, out) -> (out, in)
+            lin.bias.copy_(bb[k, 0])
+
     def forward(
         self,
         x: torch.Tensor,
@@ -101,12 +119,7 @@ class StackedMLP:
         h = x
         last_hidden = x
         for j in range(len(W)):
-            if self.slot_on[j]:
-                if noise is not None:
-                    h = batched_dropout(h, noise, j)
-                elif eval_noise is not None:
-                    s = eval_noise.eval_scale(j)
-                    h = h if s is None else h * s  # (K, B, H) * (K, 1, 1)
+            h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
             h = torch.baddbmm(b[j], h, W[j])  # (K, B, out)
             if j < len(W) - 1:
                 h = self.act(h)
@@ -114,7 +127,123 @@ class StackedMLP:
         return h, last_hidden
 
 
-def member_rates(net: StackedMLP, members: list[MemberConfig]) -> list[list[float]]:
+class StackedCNN:
+    """K CNNs (``models.build``'s cnn1d/cnn2d) with stacked weights.
+
+    Conv layer l: ``W[l]`` (K, out, in, *kernel), ``b[l]`` (K, out); the head: ``W[-1]``
+    (K, features, n_outputs), ``b[-1]`` (K, 1, n_outputs). Slots as in ``build``: 0 is the
+    input, l + 1 follows conv layer l. Init: torch's default for Conv/Linear,
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, per member from its ``"init"`` stream.
+    """
+
+    def __init__(self, spec, input_shape, n_outputs, members, *, device, dtype=torch.float32):
+        self.spec, self.K = spec, len(members)
+        self.dims = 1 if spec.kind == "cnn1d" else 2
+        self.in_shape = (
+            (1, *input_shape) if self.dims == 1 and len(input_shape) == 1 else tuple(input_shape)
+        )
+        if len(self.in_shape) != self.dims + 1:
+            raise ValueError(
+                f"a {spec.kind} takes input_shape (L,)/(C, L) or (C, H, W), got {input_shape}"
+            )
+        self.act = _ACT[spec.activation]
+        widths, kernels = spec.resolved_widths(), spec.resolved_kernel_sizes()
+        n_conv = len(widths)
+        self.slot_on = [spec.placement != "none"] + [
+            _slot_on(spec.placement, i == n_conv - 1, is_cnn=True) for i in range(n_conv)
+        ]
+        self.conv = F.conv1d if self.dims == 1 else F.conv2d
+        shapes = []
+        c, sp = self.in_shape[0], self.in_shape[1:]
+        self.spatial = [sp]
+        for w, k in zip(widths, kernels):
+            shapes.append(((w, c, *([k] * self.dims)), (w,), c * k**self.dims))
+            sp = tuple((x + 2 * spec.padding - k) // spec.stride + 1 for x in sp)
+            self.spatial.append(sp)
+            c = w
+        feat = c * math.prod(sp)
+        shapes.append(((feat, n_outputs), (1, n_outputs), feat))
+        self.W = [torch.empty(self.K, *ws, dtype=dtype) for ws, _, _ in shapes]
+        self.b = [torch.empty(self.K, *bs, dtype=dtype) for _, bs, _ in shapes]
+        for k, m in enumerate(members):
+            g = rng.generator(m.seed, "init")
+            for j, (ws, _, fan_in) in enumerate(shapes):
+                bound = 1.0 / math.sqrt(fan_in)
+                if j == len(shapes) - 1:  # head: drawn (out, in) like nn.Linear
+                    self.W[j][k] = (
+                        torch.empty(ws[1], ws[0], dtype=dtype)
+                        .uniform_(-bound, bound, generator=g)
+                        .T
+                    )
+                else:
+                    self.W[j][k].uniform_(-bound, bound, generator=g)
+                self.b[j][k].uniform_(-bound, bound, generator=g)
+        self.W = [w.to(device) for w in self.W]
+        self.b = [t.to(device) for t in self.b]
+
+    def params(self) -> list[torch.Tensor]:
+        return [t for pair in zip(self.W, self.b) for t in pair]
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.in_shape)  # (n, C, *spatial)
+
+    def max_norm_(self, c: torch.Tensor) -> None:
+        for w in self.W[:-1]:
+            max_norm_stacked_(
+                w, c.view(self.K, 1, *([1] * (w.dim() - 2))), dims=tuple(range(2, w.dim()))
+            )
+
+    @torch.no_grad()
+    def load_member(self, module: torch.nn.Module, W, b, k: int) -> None:
+        layers = [
+            m
+            for m in module.modules()
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))
+        ]
+        for layer, w, bb in zip(layers[:-1], W[:-1], b[:-1]):
+            layer.weight.copy_(w[k])
+            layer.bias.copy_(bb[k])
+        layers[-1].weight.copy_(W[-1][k].T)
+        layers[-1].bias.copy_(b[-1][k, 0])
+
+    def forward(self, x, W, b, noise, eval_noise=None):
+        """Logits (K, B, O) and the flattened last conv features (K, B, F) of x
+        (K, B, C, *spatial)."""
+        K, B = x.shape[:2]
+        h = x
+        n_conv = len(W) - 1
+        for j in range(n_conv):
+            h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
+            c, o = h.shape[2], W[j].shape[1]
+            hg = h.transpose(0, 1).reshape(B, K * c, *h.shape[3:])  # (B, K*C, *sp)
+            z = self.conv(
+                hg,
+                W[j].reshape(K * o, *W[j].shape[2:]),
+                b[j].reshape(K * o),
+                stride=self.spec.stride,
+                padding=self.spec.padding,
+                groups=K,
+            )
+            h = self.act(z).view(B, K, o, *z.shape[2:]).transpose(0, 1)  # (K, B, O, *sp')
+        last_hidden = h.reshape(K, B, -1)  # (K, B, F)
+        h = _apply_slot(h, n_conv, self.slot_on[n_conv], noise, eval_noise)
+        out = torch.baddbmm(b[-1], h.reshape(K, B, -1), W[-1])  # (K, B, n_outputs)
+        return out, last_hidden
+
+
+def _apply_slot(h, j, on, noise, eval_noise):
+    if not on:
+        return h
+    if noise is not None:
+        return batched_dropout(h, noise, j)
+    if eval_noise is not None:
+        s = eval_noise.eval_scale(j)
+        if s is not None:
+            return h * s.view(-1, *([1] * (h.dim() - 1)))  # (K, B, ...) * (K, 1, ...)
+    return h
+
+
+def member_rates(net, members: list[MemberConfig]) -> list[list[float]]:
     """Per slot, the members' P(drop) (0 where the slot is off)."""
     rates = []
     for s, on in enumerate(net.slot_on):
@@ -125,7 +254,7 @@ def member_rates(net: StackedMLP, members: list[MemberConfig]) -> list[list[floa
     return rates
 
 
-def _optimizer(net: StackedMLP, members, cfg: TrainConfig, *, fused: bool | None = None):
+def _optimizer(net, members, cfg: TrainConfig, *, fused: bool | None = None):
     """SGD/Adam on the stacked weights with each member's lr and weight decay."""
     return StackedOptimizer(
         net.params(),
@@ -143,10 +272,11 @@ def _optimizer(net: StackedMLP, members, cfg: TrainConfig, *, fused: bool | None
 
 
 @torch.no_grad()
-def max_norm_stacked_(W: torch.Tensor, c: torch.Tensor) -> None:
-    """Max-norm on stacked hidden weights ``W`` (K, in, out): each unit's incoming vector
-    ``W[k, :, j]`` is rescaled to norm <= c[k] (``c`` (K, 1, 1), inf for none)."""
-    norm = W.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (K, 1, out)
+def max_norm_stacked_(W: torch.Tensor, c: torch.Tensor, dims: tuple[int, ...]) -> None:
+    """Max-norm on stacked hidden weights: each unit's incoming vector (``W`` reduced over
+    ``dims``: (K, in, out) over (1,), (K, out, in, *k) over (2, ...)) is rescaled to norm
+    <= c[k] (``c`` broadcastable, inf for none)."""
+    norm = torch.linalg.vector_norm(W, dim=dims, keepdim=True).clamp_min(1e-12)  # (K, 1, out)
     W.mul_(torch.clamp(c / norm, max=1.0))
 
 
@@ -162,7 +292,7 @@ def loss_per_member(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tens
 
 @torch.no_grad()
 def predict(
-    net: StackedMLP,
+    net,
     x: torch.Tensor,
     W: list[torch.Tensor],
     b: list[torch.Tensor],
@@ -173,12 +303,12 @@ def predict(
     samples: int = 0,
     chunk: int = 8192,
 ) -> torch.Tensor:
-    """Predictions of all K members on a shared input ``x`` (n, D): class probabilities
+    """Predictions of all K members on a shared input ``x`` (n, ...): class probabilities
     (K, n, C) or regression outputs (K, n). With ``mc``, the average of ``samples``
     stochastic forward passes (probabilities averaged)."""
     outs = []
     for s in range(0, x.shape[0], chunk):
-        xc = x[s : s + chunk].unsqueeze(0).expand(net.K, -1, -1)  # (K, c, D)
+        xc = x[s : s + chunk].unsqueeze(0).expand(net.K, *([-1] * x.dim()))  # (K, c, ...)
         if mc is None:
             o, _ = net.forward(xc, W, b, None, rates_noise)
             o = o.softmax(-1) if task == "classification" else o.squeeze(-1)
@@ -200,7 +330,18 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def fit_mlp(
+def make_net(spec: ModelSpec, data, members, device: torch.device):
+    """The stacked net for ``spec`` on ``data``'s shapes."""
+    dtype = data.x_train.dtype
+    if spec.kind == "mlp":
+        sizes = [math.prod(data.input_shape), *spec.resolved_widths(), data.n_outputs]
+        return StackedMLP(spec, sizes, members, device=device, dtype=dtype)
+    return StackedCNN(
+        spec, tuple(data.input_shape), data.n_outputs, members, device=device, dtype=dtype
+    )
+
+
+def fit_stacked(
     spec: ModelSpec,
     data,
     members: list[MemberConfig],
@@ -211,22 +352,23 @@ def fit_mlp(
     tracker,
     timings: dict[str, float] | None = None,
     fused: bool | None = None,
-) -> tuple[StackedMLP, list, list]:
-    """Train K MLP members at once; returns the net and each member's selected weights
-    (stacked W, b). Metrics go to ``tracker``."""
+):
+    """Train K members at once; returns the net, its noise and each member's selected
+    weights (stacked W, b). Metrics go to ``tracker``."""
     task = data.task
-    x_tr = data.x_train.to(device).flatten(1)  # (n, D)
+    net = make_net(spec, data, members, device)
+    x_tr = net.prepare(data.x_train.to(device))  # (n, D) or (n, C, *spatial)
     y_tr = data.y_train.to(device)
-    n, D = x_tr.shape
-    sizes = [D, *spec.resolved_widths(), data.n_outputs]
-    net = StackedMLP(spec, sizes, members, device=device, dtype=x_tr.dtype)
+    n = x_tr.shape[0]
     K = net.K
     rates = member_rates(net, members)
     gauss = [(m.dropout or spec.dropout) == "gaussian" for m in members]
+    spatial = spec.kind != "mlp" and spec.dropout == "spatial"
     noise = MemberNoise(
         [m.seed for m in members],
         rates,
         gauss,
+        spatial=[spatial and j > 0 for j in range(len(rates))],
         scaling=spec.scaling,
         device=device,
         dtype=x_tr.dtype,
@@ -242,12 +384,11 @@ def fit_mlp(
         ).view(K, 1, 1)
     hidden_keep = torch.tensor([1.0 - r for r in rates[-1]], device=device, dtype=x_tr.dtype)
     splits = {
-        s: (getattr(data, f"x_{s}").to(device).flatten(1), getattr(data, f"y_{s}").to(device))
+        s: (net.prepare(getattr(data, f"x_{s}").to(device)), getattr(data, f"y_{s}").to(device))
         for s in ("train", "val", "test")
     }
     best_W = [w.clone() for w in net.W]
     best_b = [b.clone() for b in net.b]
-    n_layers = len(net.W)
     timings = {} if timings is None else timings
     timings.setdefault("train_s", 0.0)
     timings.setdefault("eval_s", 0.0)
@@ -256,7 +397,7 @@ def fit_mlp(
         perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)  # (K, n)
         for start in range(0, n, cfg.batch_size):
             idx = perm[:, start : start + cfg.batch_size]  # (K, b)
-            xb, yb = x_tr[idx], y_tr[idx]  # (K, b, D), (K, b)
+            xb, yb = x_tr[idx], y_tr[idx]  # (K, b, ...), (K, b)
             W = [w.detach().requires_grad_() for w in net.W]
             b = [t.detach().requires_grad_() for t in net.b]
             noise.advance()
@@ -267,8 +408,7 @@ def fit_mlp(
             grads = torch.autograd.grad(loss.sum(), [t for pair in zip(W, b) for t in pair])
             opt.step(grads)
             if max_norm is not None:
-                for j in range(n_layers - 1):
-                    max_norm_stacked_(net.W[j], max_norm)
+                net.max_norm_(max_norm)
         t1 = _clock(device)
         timings["train_s"] += t1 - t0
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
@@ -284,6 +424,6 @@ def fit_mlp(
             }
             improved = tracker.record(epoch, res).to(device)
             for dst, src in zip(best_W + best_b, net.W + net.b):
-                dst.copy_(torch.where(improved.view(K, 1, 1), src, dst))
+                dst.copy_(torch.where(improved.view(K, *([1] * (dst.dim() - 1))), src, dst))
             timings["eval_s"] += _clock(device) - t1
     return net, noise, best_W, best_b

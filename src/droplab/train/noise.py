@@ -31,6 +31,11 @@ __all__ = ["MemberNoise", "batched_dropout"]
 _TWO16 = 1 << 16
 
 
+def _col(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(K,) -> (K, 1, ..., 1) with ``ndim`` dims, to broadcast over a member's rows."""
+    return t.view(-1, *([1] * (ndim - 1)))
+
+
 class MemberNoise:
     """Per-member mask streams and per-slot rates of a batched model.
 
@@ -40,6 +45,8 @@ class MemberNoise:
         gaussian: per member, True for multiplicative Gaussian noise
             ``N(1, rate / (1 - rate))`` instead of Bernoulli.
         scaling: ``"inverted"`` (kept units scaled by 1/keep in training) or ``"classic"``.
+        spatial: per slot, True to share one mask value over the spatial dims of a
+            ``(K, B, C, *spatial)`` activation (spatial dropout, Tompson et al. 2015).
         stream: the rng stream name (``"masks"`` for training, ``"mc"`` for MC evaluation).
         backend: ``"auto"`` (kernel when available), ``"kernel"`` or ``"torch"``.
 
@@ -56,6 +63,7 @@ class MemberNoise:
         scaling: str,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
+        spatial: list[bool] | None = None,
         stream: str = "masks",
         backend: str = "auto",
     ) -> None:
@@ -70,49 +78,44 @@ class MemberNoise:
         self.scaling = scaling
         self.gaussian = list(gaussian)
         self.rates = [list(map(float, r)) for r in rates]
-        gen_device = self.device if self.device.type != "mps" else "cpu"
+        self.spatial = list(spatial) if spatial is not None else [False] * len(rates)
         if self.backend == "torch":
-            self.gens = [rng.generator(s, stream, device=gen_device) for s in seeds]
+            self.gens = [rng.generator(s, stream, device=self.device) for s in seeds]
         self.member_seeds = torch.tensor([rng.derive(s, stream) for s in seeds], dtype=torch.int64)
-        self.any_gauss = any(self.gaussian)
         self.all_gauss = all(self.gaussian)
-        col = (self.K, 1, 1)
-        g = torch.tensor(self.gaussian, device=self.device).view(col)
-        self.is_gauss = g
+        self.is_gauss = torch.tensor(self.gaussian, device=self.device)  # (K,)
         self.slots = []
         for r in self.rates:
-            keep = torch.tensor([1.0 - x for x in r], dtype=dtype, device=self.device).view(col)
-            # Bernoulli: 16 random bits per unit, kept iff bits < keep * 2^16 (keep is thus
-            # resolved to 1/65536; rate 0.5 is exact). Stored as an int32 threshold on the
-            # signed int16 view of the bits.
-            thresh = torch.tensor(
-                [round((1.0 - x) * _TWO16) - (1 << 15) for x in r],
-                dtype=torch.int32,
-                device=self.device,
-            ).view(col)
-            scale = 1.0 / keep if scaling == "inverted" else torch.ones_like(keep)
-            sigma = torch.tensor(
-                [math.sqrt(x / (1.0 - x)) for x in r], dtype=dtype, device=self.device
-            ).view(col)
-            cpu_keep = torch.tensor(
-                [1.0 if g else 1.0 - x for x, g in zip(r, self.gaussian)], dtype=torch.float64
-            ).view(col)  # Bernoulli keep; 1 for Gaussian members (kernel backend)
-            cpu_sigma = torch.tensor(
-                [math.sqrt(x / (1.0 - x)) if g else 0.0 for x, g in zip(r, self.gaussian)],
-                dtype=torch.float64,
-            ).view(col)
+            bern = [x > 0 and not g for x, g in zip(r, self.gaussian)]
+            gauss = [x > 0 and g for x, g in zip(r, self.gaussian)]
+            keep = torch.tensor([1.0 - x for x in r], dtype=dtype, device=self.device)  # (K,)
             self.slots.append(
                 {
-                    "cpu_keep": cpu_keep,
-                    "cpu_sigma": cpu_sigma,
-                    "any_bern": any(x > 0 and not g for x, g in zip(r, self.gaussian)),
-                    "any_gauss": any(x > 0 and g for x, g in zip(r, self.gaussian)),
-                    "active": [x > 0 for x in r],
-                    "any": any(x > 0 for x in r),
+                    "any": any(bern) or any(gauss),
+                    "bern": bern,
+                    "gauss": gauss,
                     "keep": keep,
-                    "thresh": thresh,
-                    "scale": scale,
-                    "sigma": sigma,
+                    # kernel backend: keep 1 / sigma 0 rows are the identity (CPU, float64:
+                    # the kernel reads per-row rates on the host)
+                    "cpu_keep": torch.tensor(
+                        [1.0 - x if b else 1.0 for x, b in zip(r, bern)], dtype=torch.float64
+                    ),
+                    "cpu_sigma": torch.tensor(
+                        [math.sqrt(x / (1.0 - x)) if g else 0.0 for x, g in zip(r, gauss)],
+                        dtype=torch.float64,
+                    ),
+                    # torch backend: 16 random bits per unit, kept iff bits < keep * 2^16
+                    # (keep resolved to 1/65536; rate 0.5 is exact), as an int32 threshold
+                    # on the signed int16 view of the bits
+                    "thresh": torch.tensor(
+                        [round((1.0 - x) * _TWO16) - (1 << 15) for x in r],
+                        dtype=torch.int32,
+                        device=self.device,
+                    ),
+                    "scale": (1.0 / keep) if scaling == "inverted" else torch.ones_like(keep),
+                    "sigma": torch.tensor(
+                        [math.sqrt(x / (1.0 - x)) for x in r], dtype=dtype, device=self.device
+                    ),
                 }
             )
 
@@ -121,10 +124,10 @@ class MemberNoise:
         self.counter += 1
 
     def eval_scale(self, slot: int) -> torch.Tensor | None:
-        """The deterministic-evaluation factor of a slot: ``keep`` for classic-scaled
-        Bernoulli members, 1 otherwise; None when it is 1 for every member."""
+        """The deterministic-evaluation factor of a slot, (K,): ``keep`` for
+        classic-scaled Bernoulli members, 1 otherwise; None when it is 1 for all."""
         s = self.slots[slot]
-        if self.scaling != "classic" or not s["any"] or self.all_gauss:
+        if self.scaling != "classic" or not any(s["bern"]):
             return None
         return torch.where(self.is_gauss, torch.ones_like(s["keep"]), s["keep"])
 
@@ -133,39 +136,48 @@ def batched_dropout(x: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Ten
     """Apply member k's dropout of ``slot`` to ``x[k]`` for every k.
 
     Bernoulli: ``x * m / keep_k`` (inverted) or ``x * m`` (classic), ``m ~ Bernoulli(keep_k)``
-    elementwise. Gaussian: ``x * (1 + sigma_k z)``, ``z ~ N(0, 1)``,
-    ``sigma_k^2 = rate_k / (1 - rate_k)`` (same mean and variance as inverted Bernoulli).
+    elementwise (or per channel for spatial slots). Gaussian: ``x * (1 + sigma_k z)``,
+    ``z ~ N(0, 1)``, ``sigma_k^2 = rate_k / (1 - rate_k)`` (the mean and variance of
+    inverted Bernoulli).
 
-    Shape: x ``(K, B, H)`` -> ``(K, B, H)``.
+    Shape: x ``(K, B, ...)`` -> ``(K, B, ...)``.
     """
     s = noise.slots[slot]
     if not s["any"]:
         return x
+    nd = x.dim()
+    bdims = tuple(range(3, nd)) if noise.spatial[slot] else ()
     if noise.backend == "kernel":
         offset = noise.counter * len(noise.slots) + slot
-        if s["any_bern"]:
+        if any(s["bern"]):
             x = _kernels.bernoulli(
-                x, s["cpu_keep"], 0, offset, scaling=noise.scaling, member_seeds=noise.member_seeds
+                x, _col(s["cpu_keep"], nd), 0, offset, scaling=noise.scaling,
+                broadcast_dims=bdims, member_seeds=noise.member_seeds,
+            )  # fmt: skip
+        if any(s["gauss"]):
+            if bdims:
+                raise ValueError("spatial Gaussian dropout is not supported in the fast path")
+            x = _kernels.gaussian(
+                x, _col(s["cpu_sigma"], nd), 0, offset, member_seeds=noise.member_seeds
             )
-        if s["any_gauss"]:
-            x = _kernels.gaussian(x, s["cpu_sigma"], 0, offset, member_seeds=noise.member_seeds)
         return x
     K = x.shape[0]
-    per = x[0].numel()
+    mshape = tuple(1 if d in bdims else n for d, n in enumerate(x.shape))  # (K, B, C, 1..)
+    per = math.prod(mshape[1:])
     mult = None
-    if not noise.all_gauss:
+    if any(s["bern"]):
         words = (per + 3) // 4
         bits = torch.empty(K, words, dtype=torch.int64, device=x.device)
         for k in range(K):
-            if s["active"][k] and not noise.gaussian[k]:
+            if s["bern"][k]:
                 bits[k].random_(-(1 << 63), None, generator=noise.gens[k])
-        bits16 = bits.view(torch.int16)[:, :per].reshape(x.shape)  # (K, B, H)
-        mult = (bits16 < s["thresh"]) * s["scale"]  # (K, B, H) in {0, scale}
-    if noise.any_gauss:
-        z = torch.zeros_like(x)  # rows of inactive members stay 0 (noise 1)
+        bits16 = bits.view(torch.int16)[:, :per].reshape(mshape)  # (K, B, ...)
+        mult = (bits16 < _col(s["thresh"], nd)) * _col(s["scale"], nd)  # {0, scale}
+    if any(s["gauss"]):
+        z = torch.zeros(mshape, dtype=x.dtype, device=x.device)  # inactive rows stay 0
         for k in range(K):
-            if s["active"][k] and noise.gaussian[k]:
+            if s["gauss"][k]:
                 z[k].normal_(generator=noise.gens[k])
-        gmult = torch.addcmul(torch.ones_like(x), z, s["sigma"])  # (K, B, H)
-        mult = gmult if mult is None else torch.where(noise.is_gauss, gmult, mult)
+        gmult = torch.addcmul(torch.ones_like(z), z, _col(s["sigma"], nd))
+        mult = gmult if mult is None else torch.where(_col(noise.is_gauss, nd), gmult, mult)
     return x * mult
