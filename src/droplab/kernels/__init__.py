@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -53,13 +54,13 @@ _triton_state: dict[str, object] = {}
 _noticed: set[str] = set()
 
 
-def _triton():
+def _triton_backend():
     """The triton backend module, or None when triton (or CUDA) is unavailable."""
     if "mod" not in _triton_state:
         mod = None
         if torch.cuda.is_available():
             try:
-                from droplab.kernels import _triton as mod
+                mod = importlib.import_module("droplab.kernels._triton")
             except Exception:  # triton missing or broken: fall back to torch ops
                 mod = None
         _triton_state["mod"] = mod
@@ -76,7 +77,7 @@ def backend_name(device: str | torch.device = "cpu") -> str:
     if dev.type == "cpu":
         return "numba" if _numba is not None else "torch"
     if dev.type == "cuda":
-        return "triton" if _triton() is not None else "torch"
+        return "triton" if _triton_backend() is not None else "torch"
     return "torch"
 
 
@@ -108,11 +109,11 @@ def _resolve(backend: str, x: torch.Tensor) -> str:
             f"numba={'yes' if _numba else 'no'}, device={dev}, dtype={x.dtype}"
         )
     if backend == "triton" and (
-        dev != "cuda" or _triton() is None or x.dtype not in _TRITON_DTYPES
+        dev != "cuda" or _triton_backend() is None or x.dtype not in _TRITON_DTYPES
     ):
         raise ValueError(
             f"backend='triton' needs triton and a floating CUDA tensor, got device={dev}, "
-            f"dtype={x.dtype}, triton={'yes' if _triton() else 'no'}"
+            f"dtype={x.dtype}, triton={'yes' if _triton_backend() else 'no'}"
         )
     return backend
 
@@ -128,10 +129,36 @@ def _as_int(v, name: str) -> int:
     return int(v)
 
 
-def _rate(v, name: str, mask_shape: torch.Size, lo: float, hi: float):
-    """Classify keep/sigma: ("scalar", float) | ("rows", (R,) array) | ("general", tensor).
+_MEMO: dict = {}
+_MEMO_MAX = 256
+_MEMO_NUMEL = 4096  # tensors up to this size are memoized by value
 
-    "rows" is the per-member form: shape (K, 1, ..., 1) with K = mask_shape[0].
+
+def _memo(key, compute):
+    """``compute()``, memoized under ``key`` (None: not memoized). Keys hold values, not
+    tensor identities, so in-place changes of a tensor can never return stale results."""
+    if key is None:
+        return compute()
+    hit = _MEMO.get(key)
+    if hit is None:
+        hit = compute()
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.pop(next(iter(_MEMO)), None)
+        _MEMO[key] = hit
+    return hit
+
+
+def _values(v: torch.Tensor, dtype: torch.dtype) -> tuple[np.ndarray, tuple | None]:
+    """v's values as a numpy array of ``dtype`` (on CPU) and a memo key for them."""
+    a = v.detach().to("cpu", dtype).numpy()
+    return a, ((a.tobytes(), a.shape) if a.size <= _MEMO_NUMEL else None)
+
+
+def _rate(v, name: str, mask_shape: torch.Size, lo: float, hi: float):
+    """Classify keep/sigma: ("scalar", float) | ("rows", (R,) array) | ("general", array).
+
+    "rows" is the per-member form: shape (K, 1, ..., 1) with K = mask_shape[0];
+    "general" holds the values (float64 numpy) in the rate's own shape.
     """
     if isinstance(v, bool) or not isinstance(
         v, (int, float, np.floating, np.integer, torch.Tensor)
@@ -144,29 +171,31 @@ def _rate(v, name: str, mask_shape: torch.Size, lo: float, hi: float):
         return "scalar", f
     if v.is_complex() or v.dtype == torch.bool:
         raise TypeError(f"{name} must be a real tensor, got dtype {v.dtype}")
-    v = v.detach()
-    vd = v.to("cpu", torch.float64)
-    if v.numel() and not bool(((vd >= lo) & (vd <= hi) & vd.isfinite()).all()):
+    vd, key = _values(v, torch.float64)
+    if key is not None:
+        key = ("rate", name, *key, tuple(mask_shape))
+    return _memo(key, lambda: _classify(vd, name, mask_shape, lo, hi))
+
+
+def _classify(vd: np.ndarray, name: str, mask_shape: torch.Size, lo: float, hi: float):
+    if vd.size and not bool(np.all((vd >= lo) & (vd <= hi) & np.isfinite(vd))):
         raise ValueError(
-            f"{name} must be finite and lie in [{lo}, {hi}], got values from {vd.min().item()} to {vd.max().item()}"
+            f"{name} must be finite and lie in [{lo}, {hi}], got values from "
+            f"{np.nanmin(vd)} to {np.nanmax(vd)}"
         )
-    try:
-        ok = torch.broadcast_shapes(v.shape, mask_shape) == mask_shape
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"{name} of shape {tuple(v.shape)} must broadcast to the mask shape {tuple(mask_shape)}"
-        )
-    if v.numel() == 1:
-        return "scalar", float(vd.item())
-    padded = (1,) * (len(mask_shape) - v.dim()) + tuple(v.shape)
-    if padded[0] == mask_shape[0] and all(d == 1 for d in padded[1:]):
-        return "rows", vd.reshape(-1).numpy()  # (K,)
-    return "general", v
+    shape, ms = tuple(vd.shape), tuple(mask_shape)
+    padded = (1,) * (len(ms) - len(shape)) + shape
+    if len(shape) > len(ms) or any(d not in (1, m) for d, m in zip(padded, ms)):
+        raise ValueError(f"{name} of shape {shape} must broadcast to the mask shape {ms}")
+    if vd.size == 1:
+        return "scalar", float(vd.reshape(()))
+    if padded[0] == ms[0] and all(d == 1 for d in padded[1:]):
+        return "rows", vd.reshape(-1)  # (K,)
+    return "general", vd
 
 
 def _member_seeds(member_seeds, x: torch.Tensor) -> np.ndarray | None:
+    """``premix(member_seeds)``: shape (K,) uint64, memoized by value; None if absent."""
     if member_seeds is None:
         return None
     if (
@@ -183,7 +212,8 @@ def _member_seeds(member_seeds, x: torch.Tensor) -> np.ndarray | None:
             f"x's member axis (dim 0), got shape {tuple(member_seeds.shape)} for x of shape "
             f"{tuple(x.shape)}"
         )
-    return member_seeds.detach().to("cpu", torch.int64).numpy()
+    seeds, key = _values(member_seeds, torch.int64)
+    return _memo(key and ("seeds", *key), lambda: _hash.premix(seeds))
 
 
 def _mask_shape(x: torch.Tensor, broadcast_dims: Sequence[int], members: bool) -> torch.Size:
@@ -235,7 +265,7 @@ class _Plan:
             if self.kind == "bernoulli":
                 _numba.run(
                     _numba.bernoulli_par, _numba.bernoulli_ser, xa.size, torch.get_num_threads(),
-                    xa, oa, p.base, p.k0, p.k1, p.thr.astype(np.uint32), m, p.n,
+                    xa, oa, p.base, p.k0, p.k1, p.thr, m, p.n,
                 )  # fmt: skip
             else:
                 _numba.run(
@@ -244,7 +274,11 @@ class _Plan:
                 )  # fmt: skip
             return out
         if b == "triton":
-            fn = _triton().bernoulli if self.kind == "bernoulli" else _triton().gaussian
+            fn = (
+                _triton_backend().bernoulli
+                if self.kind == "bernoulli"
+                else _triton_backend().gaussian
+            )
             return fn(t2, p)
         fn = _hash.bernoulli_torch if self.kind == "bernoulli" else _hash.gaussian_torch
         return fn(t2, p)
@@ -278,7 +312,7 @@ class _Plan:
             )  # fmt: skip
             return out
         if self.backend == "triton":
-            return _triton().bits(p, device)
+            return _triton_backend().bits(p, device)
         idx = _hash.row_counters(p, device)
         k0 = torch.as_tensor(p.k0.astype(np.int64), device=device)[:, None]
         k1 = torch.as_tensor(p.k1.astype(np.int64), device=device)[:, None]
@@ -294,13 +328,13 @@ class _Plan:
             )  # fmt: skip
             return out
         if self.backend == "triton":
-            return _triton().normal(p, device)
+            return _triton_backend().normal(p, device)
         return _hash.normal_torch(p, device)
 
 
 def _layout(
     mask_shape: torch.Size,
-    seeds: np.ndarray | None,
+    premixed: np.ndarray | None,
     seed: int,
     offset: int,
     per_row: bool,
@@ -308,10 +342,10 @@ def _layout(
 ):
     """Rows, row length, row counters and keys for a mask of ``mask_shape``."""
     numel = math.prod(mask_shape)
-    if seeds is not None:
+    if premixed is not None:
         rows = mask_shape[0]
         n = numel // rows if rows else 0
-        k0, k1 = _hash.keys(seeds, offset, stream)
+        k0, k1 = _hash.keys(None, offset, stream, premixed=premixed)
         return rows, n, np.zeros(rows, dtype=np.int64), k0, k1
     k0, k1 = _hash.keys(seed, offset, stream)
     if per_row:
@@ -320,6 +354,17 @@ def _layout(
         base = np.arange(rows, dtype=np.int64) * n  # global counters, row by row
         return rows, n, base, np.repeat(k0, rows), np.repeat(k1, rows)
     return 1, numel, np.zeros(1, dtype=np.int64), k0, k1
+
+
+def _bernoulli_rates(form: str, k, rows: int, scaling: str):
+    """(thr (R,) uint32, mult (R,) float64, general) for the rate form of :func:`_rate`."""
+    if form == "general":
+        kt = torch.from_numpy(k).to(torch.float32).to(torch.float64)  # keep's shape
+        thr = torch.ceil(kt * 2.0**24).to(torch.int32)
+        mult = torch.from_numpy(_hash.scales(kt.numpy(), scaling))
+        return None, None, (thr, mult)
+    kr = np.full(rows, k) if form == "scalar" else np.asarray(k)
+    return _hash.thresholds(kr).astype(np.uint32), _hash.scales(kr, scaling), None
 
 
 class _Regenerated(torch.autograd.Function):
@@ -400,17 +445,11 @@ def bernoulli(
     backend = _resolve(backend, x)
     form, k = _rate(keep, "keep", mask_shape, 0.0, 1.0)
     rows, n, base, k0, k1 = _layout(mask_shape, seeds, seed, offset, form == "rows")
-    general = None
-    if form == "general":
-        kt = k.to("cpu", torch.float32).to(torch.float64)
-        thr = torch.ceil(kt * 2.0**24).to(torch.int32)
-        mult = torch.from_numpy(_hash.scales(kt.numpy(), scaling))
-        general = (thr, mult)
-        thr_r = mult_r = None
-    else:
-        kr = np.full(rows, k) if form == "scalar" else np.asarray(k)
-        thr_r, mult_r = _hash.thresholds(kr), _hash.scales(kr, scaling)
-    p = Params(rows, n, base, k0, k1, thr=thr_r, mult=mult_r)
+    key = None if form == "general" else (form, k if form == "scalar" else k.tobytes(), rows)
+    thr, mult, general = _memo(
+        key and ("bern", *key, scaling), lambda: _bernoulli_rates(form, k, rows, scaling)
+    )
+    p = Params(rows, n, base, k0, k1, thr=thr, mult=mult)
     return _run(x, _Plan("bernoulli", backend, p, mask_shape, x.shape, general))
 
 
@@ -444,7 +483,7 @@ def gaussian(
     _, _, _, g0, g1 = _layout(x.shape, seeds, seed, offset, form == "rows", _hash.GAUSS_KEY)
     general = None
     if form == "general":
-        general, mult = s.to("cpu", torch.float64), None
+        general, mult = torch.from_numpy(s), None
     else:
         mult = np.full(rows, s) if form == "scalar" else np.asarray(s)
     p = Params(rows, n, base, k0, k1, mult=mult, g0=g0, g1=g1)

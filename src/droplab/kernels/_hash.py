@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 M32 = 0xFFFFFFFF
+M64 = 0xFFFFFFFFFFFFFFFF
 G64 = 0x9E3779B97F4A7C15  # 2**64 / golden ratio
 O64 = 0xD1B54A32D192ED03  # separates the offset's hash from the seed's
 GAUSS_KEY = 0x632BE59BD9B4E019  # derives the second (angle) stream of the Gaussian
@@ -57,24 +58,41 @@ def mix64(v: np.ndarray) -> np.ndarray:
     return v ^ (v >> np.uint64(31))
 
 
-def keys(seeds: np.ndarray | int, offset: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def mix64_int(v: int) -> int:
+    """splitmix64 finalizer on one Python int in [0, 2**64)."""
+    v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9 & M64
+    v = (v ^ (v >> 27)) * 0x94D049BB133111EB & M64
+    return v ^ (v >> 31)
+
+
+def premix(seeds: np.ndarray) -> np.ndarray:
+    """``mix64(seed + G64)`` of int64 seeds (two's complement), shape (K,) uint64."""
+    s = np.atleast_1d(np.asarray(seeds).astype(np.int64)).view(np.uint64)  # (K,)
+    with np.errstate(over="ignore"):
+        return mix64(s + np.uint64(G64))
+
+
+def keys(
+    seeds: np.ndarray | int, offset: int, stream: int = 0, *, premixed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-seed 32-bit keys ``(k0, k1)`` (uint32 arrays of seeds' shape, at least 1-d).
 
     ``seeds`` and ``offset`` are taken modulo 2**64 (negative values allowed). A nonzero
     ``stream`` derives a second independent key from the same (seed, offset).
+    ``premixed`` may pass ``premix(seeds)`` computed earlier (it does not depend on the
+    offset).
     """
-    if isinstance(seeds, np.ndarray):
-        s = np.atleast_1d(seeds.astype(np.int64)).view(np.uint64)  # (K,), two's complement
-    else:
-        s = np.array([int(seeds) % 2**64], dtype=np.uint64)  # (1,)
-    o = np.array([offset % 2**64], dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        key = mix64(mix64(s + np.uint64(G64)) ^ mix64(o ^ np.uint64(O64)))
+    o = mix64_int((offset % 2**64) ^ O64)
+    if premixed is None and not isinstance(seeds, np.ndarray):  # one seed: Python ints
+        key = mix64_int(mix64_int((int(seeds) + G64) % 2**64) ^ o)
         if stream:
-            key = mix64(key ^ np.uint64(stream))
-    k0 = (key & np.uint64(M32)).astype(np.uint32)
-    k1 = (key >> np.uint64(32)).astype(np.uint32)
-    return k0, k1
+            key = mix64_int(key ^ stream)
+        return np.array([key & M32], dtype=np.uint32), np.array([key >> 32], dtype=np.uint32)
+    pre = premix(seeds) if premixed is None else premixed
+    key = mix64(pre ^ np.uint64(o))
+    if stream:
+        key = mix64(key ^ np.uint64(stream))
+    return (key & np.uint64(M32)).astype(np.uint32), (key >> np.uint64(32)).astype(np.uint32)
 
 
 def thresholds(keep: np.ndarray) -> np.ndarray:
