@@ -17,7 +17,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 __all__ = ["fmt_ci", "mean_ci", "paired_ci"]
 
@@ -49,6 +48,8 @@ def mean_ci(x: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float
     mean = float(arr.mean())
     if n < 2:
         return mean, math.nan, math.nan
+    from scipy import stats as _st  # lazily: scipy.stats costs ~1 s to import
+
     half = float(_st.t.ppf(0.5 + level / 2, df=n - 1)) * float(arr.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half
 

@@ -1,0 +1,415 @@
+"""The ``droplab`` command.
+
+    droplab run [STUDY ...] [--preset quick|standard|full] [--backend local|ray]
+                [--address ADDR] [--workers N] [--device cpu|cuda] [--store PATH] [--out DIR]
+                [--model pkg.mod:build] [--data pkg.mod:load] [--data-dir DIR] [--no-report]
+    droplab list
+    droplab status  [--store PATH]
+    droplab results STUDY [--preset P] [--store PATH]
+    droplab report  [--store PATH] [--out DIR]
+
+User errors (unknown study, bad option, unreadable store, unreachable Ray, bad --model)
+print one line on stderr and exit with code 2, no traceback (set DROPLAB_TRACEBACK=1 to
+see one). Ctrl-C during a run keeps the finished trials and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+DEFAULT_STORE = Path("droplab-results") / "results.db"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake of the user: one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=DEFAULT_STORE,
+        help=f"the SQLite results store (default: {DEFAULT_STORE})",
+    )
+
+
+def _parser() -> _Parser:
+    from droplab.studies.base import PRESETS
+
+    parser = _Parser(
+        prog="droplab",
+        description="Run dropout studies into a resumable SQLite store and report them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run studies (all by default) and store their trials")
+    run.add_argument("studies", nargs="*", metavar="STUDY", help="study names (default: all)")
+    run.add_argument("--preset", default="standard", choices=PRESETS, help="size of the grid")
+    run.add_argument("--backend", default="local", choices=("local", "ray"))
+    run.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="local: processes; ray: groups in flight"
+    )
+    run.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    _add_store(run)
+    run.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: beside the store)"
+    )
+    run.add_argument("--model", default=None, help="your model factory, pkg.module:build")
+    run.add_argument("--data", default=None, help="your dataset loader, pkg.module:load")
+    run.add_argument(
+        "--data-dir", type=Path, default=None, help="local dataset files (MNIST, CIFAR-10, ...)"
+    )
+    run.add_argument("--no-report", action="store_true", help="do not render the report")
+
+    sub.add_parser("list", help="list the studies and their questions")
+
+    status = sub.add_parser("status", help="finished / failed / running trials per study")
+    _add_store(status)
+
+    results = sub.add_parser("results", help="a study's results table")
+    results.add_argument("study", metavar="STUDY")
+    results.add_argument("--preset", default=None, choices=PRESETS)
+    _add_store(results)
+
+    report = sub.add_parser("report", help="render the report (HTML + Markdown) from the store")
+    _add_store(report)
+    report.add_argument("--out", type=Path, default=None, help="report folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``droplab`` console script; returns the exit code."""
+    from droplab.backends import BackendError
+    from droplab.store import StoreError
+
+    try:
+        args = _parser().parse_args(argv)
+        command = {
+            "run": _cmd_run,
+            "list": _cmd_list,
+            "status": _cmd_status,
+            "results": _cmd_results,
+            "report": _cmd_report,
+        }[args.command]
+        return command(args)
+    except (UsageError, StoreError, BackendError) as e:
+        if os.environ.get("DROPLAB_TRACEBACK"):
+            raise
+        print(f"droplab: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            "droplab: interrupted; finished trials are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _study(name: str) -> Any:
+    from droplab import studies
+
+    try:
+        return studies.get(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _open_store(path: Path, *, readonly: bool) -> Any:
+    from droplab.store import Store
+
+    return Store(path, readonly=readonly)
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    return args.out if args.out is not None else args.store.parent / "report"
+
+
+def _check_device(device: str) -> str:
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {device}: no CUDA device is available here; use --device cpu"
+            )
+        return device
+    raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from droplab import studies
+    from droplab.backends import make_backend, run_study
+
+    if args.studies:
+        chosen = [_study(n) for n in dict.fromkeys(args.studies)]
+    else:
+        if not studies.REGISTRY:
+            raise UsageError("no studies are registered")
+        chosen = list(studies.REGISTRY.values())
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.address and args.backend != "ray":
+        raise UsageError("--address is for the ray backend; add --backend ray")
+    device = _check_device(args.device)
+    if args.data_dir is not None:
+        if not args.data_dir.is_dir():
+            raise UsageError(f"--data-dir {args.data_dir} is not a folder")
+        # Studies' loaders (here and in worker processes) read it from the environment.
+        os.environ["DROPLAB_DATA_DIR"] = str(args.data_dir.resolve())
+    if (args.model or args.data) and not args.studies:
+        raise UsageError(
+            "--model/--data need the study names, e.g. `droplab run effect --model ...`"
+        )
+
+    plans = []
+    for study in chosen:
+        try:
+            trials = study.expand(args.preset, model=args.model, data=args.data)
+        except (ValueError, TypeError) as e:
+            if os.environ.get("DROPLAB_TRACEBACK"):
+                raise
+            raise UsageError(_one_line(e)) from None
+        plans.append((study, trials))
+
+    store = _open_store(args.store, readonly=False)
+    failed_total = 0
+    try:
+        with store.lock():
+            stale = store.mark_unfinished()  # 'running' rows left by a killed run
+            if stale:
+                print(
+                    f"resuming: {stale} trials of an interrupted run will be re-run",
+                    file=sys.stderr,
+                )
+            backend = None
+            try:
+                with _progress() as progress:
+                    for study, trials in plans:
+                        task = progress.add_task(study.name, total=len(trials))
+                        pending = len(trials) - len(store.finished([t.hash for t in trials]))
+                        if pending and backend is None:
+                            backend = make_backend(
+                                args.backend,
+                                workers=args.workers,
+                                address=args.address,
+                                device=device,
+                            )
+
+                        def update(done: int, total: int, task: Any = task) -> None:
+                            progress.update(task, completed=done, total=total)
+
+                        summary = run_study(
+                            study,
+                            trials,
+                            store,
+                            backend=backend if backend is not None else "local",
+                            device=device,
+                            on_progress=update,
+                        )
+                        failed_total += summary.failed
+                        ran = summary.finished + summary.failed
+                        progress.console.print(
+                            f"{study.name}: {summary.total} trials: {summary.skipped} already "
+                            f"stored, {summary.finished} run, {summary.failed} failed"
+                            + (f" ({summary.seconds:.0f} s)" if ran else "")
+                        )
+            finally:
+                if backend is not None:
+                    backend.close()
+        _print_verdicts(store, [s for s, _ in plans], args.preset)
+    finally:
+        store.close()
+
+    report_path = (
+        None if args.no_report else _render_report(args.store, _out_dir(args), print_tables=False)
+    )
+    print(f"results: {args.store}")
+    if report_path is not None:
+        print(f"report:  {report_path}")
+    if failed_total:
+        print(
+            f"droplab: {failed_total} trials failed (see `droplab status`); "
+            "run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _progress() -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+def _print_verdicts(store: Any, chosen: list[Any], preset: str) -> None:
+    from droplab.studies.base import select_preset
+
+    print("\nverdicts:")
+    for study in chosen:
+        frame = select_preset(store.frame(study.name), preset)
+        if not (frame["status"] == "finished").any():
+            print(f"  {study.name}: no finished trials")
+            continue
+        try:
+            findings = study.analyze(frame)
+        except Exception as e:
+            if os.environ.get("DROPLAB_TRACEBACK"):
+                raise
+            print(f"  {study.name}: analysis failed: {_one_line(e)}")
+            continue
+        print(f"  {study.name}: {findings.verdict}")
+
+
+def _render_report(store_path: Path, out_dir: Path, *, print_tables: bool = True) -> Path | None:
+    """The report via ``droplab.report.render``; if that package is missing, the tables."""
+    try:
+        from droplab.report import render
+    except ImportError as e:
+        if not (e.name or "").startswith("droplab.report"):
+            raise
+        print("(droplab.report is not available: printing the tables instead)")
+        _print_all_tables(store_path)
+        return None
+    path = render(store_path, out_dir)
+    if print_tables:
+        print(f"report: {path}")
+    return Path(path)
+
+
+def _print_all_tables(store_path: Path) -> None:
+    from droplab import studies
+
+    with _open_store(store_path, readonly=True) as store:
+        for name in store.studies():
+            if name in studies.REGISTRY:
+                _print_results(store, studies.REGISTRY[name], None)
+
+
+# -- list / status / results / report ----------------------------------------------------
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from droplab import studies
+
+    for name, study in studies.REGISTRY.items():
+        tag = "  [custom: --model/--data]" if study.custom else ""
+        print(f"{name}{tag}\n    {study.question}")
+    for module, why in studies.UNAVAILABLE.items():
+        print(f"{module} (unavailable)\n    {why}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from droplab.store import RunLock
+
+    with _open_store(args.store, readonly=True) as store:
+        table = store.status()
+    if table.empty:
+        print(f"{args.store}: no trials yet (`droplab run` adds them)")
+        return 0
+    print(table.to_string(index=False))
+    running = int(table["running"].sum())
+    if RunLock.held(args.store):
+        print("a `droplab run` is in progress on this store")
+    elif running:
+        print(
+            f"no run in progress: the {running} 'running' trials are from a run that was "
+            "killed; `droplab run` re-runs them"
+        )
+    return 0
+
+
+def _print_results(store: Any, study: Any, preset: str | None) -> None:
+    import pandas as pd
+
+    from droplab.studies.base import select_preset
+
+    frame = select_preset(store.frame(study.name), preset)
+    if not (frame["status"] == "finished").any():
+        which = f" (preset {preset})" if preset else ""
+        raise UsageError(
+            f"no finished trials of study {study.name!r}{which} in {store.path}; "
+            f"run `droplab run {study.name}` first"
+        )
+    findings = study.analyze(frame)
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 50, "display.max_rows", 500
+    ):
+        print(f"== {study.name} (preset {frame['preset'].iloc[0]}) ==")
+        print(study.question)
+        print(f"\nverdict: {findings.verdict}\n")
+        print(findings.table.to_string(index=False))
+        for title, extra in findings.extra_tables.items():
+            print(f"\n{title}:\n{extra.to_string(index=False)}")
+        if findings.failed:
+            print(f"\n{len(findings.failed)} failed trials:")
+            for line in findings.failed:
+                print(f"  {line}")
+    print()
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    study = _study(args.study)
+    with _open_store(args.store, readonly=True) as store:
+        _print_results(store, study, args.preset)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    with _open_store(args.store, readonly=True):
+        pass  # a clear error now for a missing or broken store
+    t0 = time.time()
+    path = _render_report(args.store, _out_dir(args), print_tables=False)
+    if path is not None:
+        print(f"report: {path} ({time.time() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
