@@ -74,12 +74,17 @@ def _uniform(shape: Sequence[int], x: torch.Tensor, generator: torch.Generator |
     float32 resolves probabilities to 2**-24 (float16/bfloat16 would bias the masks), and
     one draw dtype means one seed gives the same mask for every dtype of x.
     """
+    if generator is None:  # no generator= at all: torch.compile traces dynamic shapes then
+        return torch.rand(tuple(shape), device=x.device, dtype=torch.float32)
     return torch.rand(tuple(shape), generator=generator, device=x.device, dtype=torch.float32)
 
 
 def _normal(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """N(0, 1) noise of x's shape on x's device, drawn in float32 (see :func:`_uniform`)."""
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+    if generator is None:  # see _uniform
+        eps = torch.randn(x.shape, device=x.device, dtype=torch.float32)
+    else:
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
     return eps.to(_work_dtype(x))
 
 
@@ -94,8 +99,9 @@ def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
     ``"torch"`` always takes the plain torch path. ``"auto"`` takes the counter-based
     kernels of ``droplab.kernels`` (numba on CPU, or their pure-torch hash with a one-time
     notice when numba is missing; Triton on CUDA), except on devices without a compiled
-    kernel other than the CPU (e.g. CUDA without triton), where torch's native op is faster.
-    ``"fast"`` demands the kernels and fails clearly when they cannot be imported.
+    kernel other than the CPU (e.g. CUDA without triton), where torch's native op is faster,
+    and inside ``torch.compile``, which cannot trace the kernels. ``"fast"`` demands the
+    kernels and fails clearly when they cannot be imported.
     """
     check_choice(backend, "backend", BACKENDS)
     if backend == "torch":
@@ -111,6 +117,8 @@ def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
         ) from err
     if backend == "auto" and x.device.type != "cpu" and kernels.backend_name(x.device) == "torch":
         return None
+    if backend == "auto" and torch.compiler.is_compiling():
+        return None  # numba/triton calls cannot be traced by torch.compile: use torch's ops
     return kernels
 
 

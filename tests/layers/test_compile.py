@@ -73,3 +73,21 @@ def test_state_dict_round_trip_of_a_model_with_every_layer():
         "head.module.weight",
         "head.module.bias",
     }
+
+
+def test_compiled_model_trains_without_graph_breaks():
+    # training mode under torch.compile: every layer traces in one graph (fast kernels step
+    # aside while compiling) and dropout still yields values in {0, x / keep}
+    torch.manual_seed(0)
+    model = EveryLayer().train()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    out = compiled(torch.randn(5, 2, 9, 7))
+    assert out.shape == (5, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert model.fc.weight.grad is not None
+    drop = torch.compile(model.drop, backend="aot_eager", fullgraph=True)
+    x = torch.rand(301, 7) + 0.5
+    ratio = drop(x) / x
+    zero = ratio == 0
+    assert 0 < zero.sum() < x.numel()
+    torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], 1 / 0.7))
