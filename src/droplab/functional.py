@@ -46,6 +46,7 @@ __all__ = [
     "alpha_dropout",
     "drop_block",
     "drop_block_gamma",
+    "drop_block_keep_prob",
     "drop_connect_weight",
     "drop_path",
     "dropout",
