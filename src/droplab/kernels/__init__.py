@@ -264,12 +264,12 @@ class _Plan:
             m = mult.astype(xa.dtype)
             if self.kind == "bernoulli":
                 _numba.run(
-                    _numba.bernoulli_par, _numba.bernoulli_ser, xa.size, torch.get_num_threads(),
+                    _numba.bernoulli, p.rows, p.n, torch.get_num_threads(),
                     xa, oa, p.base, p.k0, p.k1, p.thr, m, p.n,
                 )  # fmt: skip
             else:
                 _numba.run(
-                    _numba.gaussian_par, _numba.gaussian_ser, xa.size, torch.get_num_threads(),
+                    _numba.gaussian, p.rows, p.n, torch.get_num_threads(),
                     xa, oa, p.base, p.k0, p.k1, p.g0, p.g1, m, p.n,
                 )  # fmt: skip
             return out
@@ -307,7 +307,7 @@ class _Plan:
         if self.backend == "numba":
             out = torch.empty((p.rows, p.n), dtype=torch.int32)
             _numba.run(
-                _numba.bits_par, _numba.bits_ser, out.numel(), torch.get_num_threads(),
+                _numba.bits, p.rows, p.n, torch.get_num_threads(),
                 out.view(-1).numpy(), p.base, p.k0, p.k1, p.n,
             )  # fmt: skip
             return out
@@ -323,7 +323,7 @@ class _Plan:
         if self.backend == "numba":
             out = torch.empty((p.rows, p.n), dtype=torch.float32)
             _numba.run(
-                _numba.normal_par, _numba.normal_ser, out.numel(), torch.get_num_threads(),
+                _numba.normal, p.rows, p.n, torch.get_num_threads(),
                 out.view(-1).numpy(), p.base, p.k0, p.k1, p.g0, p.g1, p.n,
             )  # fmt: skip
             return out

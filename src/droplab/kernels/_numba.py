@@ -10,7 +10,9 @@ count and chunking.
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -20,11 +22,10 @@ from numba.extending import intrinsic
 
 from droplab.kernels._hash import G32, MIX32_A, MIX32_B, TWO_PI_F32
 
-CHUNK = 1 << 15  # elements per parallel task: fits L1/L2, many tasks per row
-PARALLEL_MIN = 1 << 16  # below this many elements, the serial kernel is faster
+CHUNK = 1 << 15  # elements per task: fits L1/L2
+PARALLEL_MIN = 1 << 18  # below this many elements, one thread is faster
 
 _I32 = ir.IntType(32)
-_LOCK = threading.Lock()  # parallel numba calls are serialized across Python threads
 
 
 @intrinsic
@@ -52,10 +53,10 @@ def _hash32(typingctx, idx, k0, k1):
     return sig, codegen
 
 
-def _bernoulli(x, out, base, k0, k1, thr, mult, n):
+def _bernoulli(x, out, base, k0, k1, thr, mult, n, t0, t1):
     # x, out: flat (R*n,); base int64, k0/k1/thr uint32, mult x.dtype: all (R,)
     nc = (n + CHUNK - 1) // CHUNK
-    for t in numba.prange(base.shape[0] * nc):
+    for t in range(t0, t1):  # tasks t0..t1-1 of the R * nc (row, chunk) tasks
         r = t // nc
         s = (t % nc) * CHUNK
         e = min(s + CHUNK, n)
@@ -72,10 +73,10 @@ def _bernoulli(x, out, base, k0, k1, thr, mult, n):
             os[j] = xs[j] * m if (h >> np.uint32(8)) < tr else zero
 
 
-def _bits(out, base, k0, k1, n):
+def _bits(out, base, k0, k1, n, t0, t1):
     # out: int32 (R*n,) receiving h >> 8 (24-bit uniforms as integers)
     nc = (n + CHUNK - 1) // CHUNK
-    for t in numba.prange(base.shape[0] * nc):
+    for t in range(t0, t1):  # tasks t0..t1-1 of the R * nc (row, chunk) tasks
         r = t // nc
         s = (t % nc) * CHUNK
         e = min(s + CHUNK, n)
@@ -87,13 +88,13 @@ def _bits(out, base, k0, k1, n):
             os[j] = np.int32(_hash32(b0 + j, a, b) >> np.uint32(8))
 
 
-def _gaussian(x, out, base, k0, k1, g0, g1, sigma, n):
+def _gaussian(x, out, base, k0, k1, g0, g1, sigma, n, t0, t1):
     # out = x * (1 + sigma * z), z by Box-Muller in float32 (see _hash.normal_torch)
     nc = (n + CHUNK - 1) // CHUNK
     two_pi = np.float32(TWO_PI_F32)
     scale = np.float32(2.0**-24)
     one = np.float32(1.0)
-    for t in numba.prange(base.shape[0] * nc):
+    for t in range(t0, t1):  # tasks t0..t1-1 of the R * nc (row, chunk) tasks
         r = t // nc
         s = (t % nc) * CHUNK
         e = min(s + CHUNK, n)
@@ -116,12 +117,12 @@ def _gaussian(x, out, base, k0, k1, g0, g1, sigma, n):
             os[j] = xs[j] * (one + sg * z)
 
 
-def _normal(out, base, k0, k1, g0, g1, n):
+def _normal(out, base, k0, k1, g0, g1, n, t0, t1):
     # out: float32 (R*n,) receiving z (same formula as _gaussian)
     nc = (n + CHUNK - 1) // CHUNK
     two_pi = np.float32(TWO_PI_F32)
     scale = np.float32(2.0**-24)
-    for t in numba.prange(base.shape[0] * nc):
+    for t in range(t0, t1):  # tasks t0..t1-1 of the R * nc (row, chunk) tasks
         r = t // nc
         s = (t % nc) * CHUNK
         e = min(s + CHUNK, n)
@@ -142,21 +143,39 @@ def _normal(out, base, k0, k1, g0, g1, n):
 
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=False)
-bernoulli_par = numba.njit(parallel=True, **_JIT)(_bernoulli)
-bernoulli_ser = numba.njit(parallel=False, **_JIT)(_bernoulli)
-bits_par = numba.njit(parallel=True, **_JIT)(_bits)
-bits_ser = numba.njit(parallel=False, **_JIT)(_bits)
-gaussian_par = numba.njit(parallel=True, **_JIT)(_gaussian)
-gaussian_ser = numba.njit(parallel=False, **_JIT)(_gaussian)
-normal_par = numba.njit(parallel=True, **_JIT)(_normal)
-normal_ser = numba.njit(parallel=False, **_JIT)(_normal)
+bernoulli = numba.njit(**_JIT)(_bernoulli)
+bits = numba.njit(**_JIT)(_bits)
+gaussian = numba.njit(**_JIT)(_gaussian)
+normal = numba.njit(**_JIT)(_normal)
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+_pool_lock = threading.Lock()
 
 
-def run(par, ser, total: int, threads: int, *args) -> None:
-    """Call the parallel kernel with ``threads`` numba threads, or the serial one."""
-    if total < PARALLEL_MIN or threads <= 1:
-        ser(*args)
+def _workers(n: int) -> ThreadPoolExecutor:
+    """A thread pool with at least ``n`` workers, recreated after a fork."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < n:
+            _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="droplab-kernels"))
+        return _pool[2]
+
+
+def run(kernel, rows: int, n: int, threads: int, *args) -> None:
+    """Run ``kernel(*args, t0, t1)`` over all (row, chunk) tasks on ``threads`` threads.
+
+    The kernels release the GIL, so the caller and ``threads - 1`` pool threads split the
+    tasks into contiguous ranges. Idle pool threads sleep (no OpenMP-style spinning that
+    would fight torch's own thread pool for the cores).
+    """
+    tasks = rows * ((n + CHUNK - 1) // CHUNK)
+    parts = min(threads, tasks)
+    if rows * n < PARALLEL_MIN or parts <= 1:
+        kernel(*args, 0, tasks)
         return
-    with _LOCK:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        par(*args)
+    bounds = [tasks * i // parts for i in range(parts + 1)]
+    pool = _workers(parts - 1)
+    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    kernel(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
