@@ -326,7 +326,10 @@ class Store:
         if not header.startswith(_SQLITE_MAGIC[: len(header)]) or (
             len(header) >= 16 and header[:16] != _SQLITE_MAGIC
         ):
-            raise StoreError(f"{p} is not a droplab store (not an SQLite file)")
+            raise StoreError(
+                f"{p} is not a droplab store (not an SQLite file); left untouched: pass "
+                "another --store"
+            )
         if len(header) < 100:
             raise StoreError(f"store {p} is truncated ({size} bytes, less than an SQLite header)")
         page_size = struct.unpack(">H", header[16:18])[0]
@@ -349,15 +352,13 @@ class Store:
         con = self._con
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            version, tables = self._schema_state()
             if not tables and version == 0:
                 if self.readonly:
                     raise StoreError(f"{self.path} is an empty file, not a droplab store yet")
-                self._create()
-                return
+                if self._create():
+                    return
+                version, tables = self._schema_state()  # another process just created it
             marker = None
             if "meta" in tables:
                 row = con.execute("SELECT value FROM meta WHERE key = 'application'").fetchone()
@@ -365,7 +366,7 @@ class Store:
             if marker != APPLICATION:
                 raise StoreError(
                     f"{self.path} is an SQLite database but not a droplab store "
-                    "(no droplab marker); refusing to touch it"
+                    "(no droplab marker); left untouched: pass another --store"
                 )
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -382,29 +383,64 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise self._translate(e) from None
 
-    def _create(self) -> None:
+    def _schema_state(self) -> tuple[int, set[str]]:
+        """(user_version, table names), read in one snapshot."""
+        con = self._con
+        con.execute("BEGIN")
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        finally:
+            if con.in_transaction:
+                con.execute("COMMIT")
+        return version, tables
+
+    def _create(self) -> bool:
+        """Create the schema in an empty file; False if another process created it first
+        (two runs started together on a new store: the check and the creation are one
+        write transaction, so exactly one of them creates it)."""
         con = self._con
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = NORMAL")
         # One transaction: a store is either fully created or not at all.
-        con.executescript(
-            "BEGIN IMMEDIATE;"
-            + _SCHEMA_V1
-            + f"INSERT INTO meta (key, value) VALUES ('application', '{APPLICATION}');"
-            + f"INSERT INTO meta (key, value) VALUES ('created_at', '{time.time():.3f}');"
-            + f"PRAGMA application_id = {APPLICATION_ID};"
-            + f"PRAGMA user_version = {SCHEMA_VERSION};"
-            + "COMMIT;"
-        )
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                con.execute("ROLLBACK")
+                return False
+            for statement in _SCHEMA_V1.split(";"):
+                if statement.strip():
+                    con.execute(statement)
+            con.execute("INSERT INTO meta (key, value) VALUES ('application', ?)", (APPLICATION,))
+            con.execute(
+                "INSERT INTO meta (key, value) VALUES ('created_at', ?)", (f"{time.time():.3f}",)
+            )
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return True
 
     def _translate(self, e: sqlite3.Error) -> StoreError:
         msg = str(e)
         if "not a database" in msg:
-            return StoreError(f"{self.path} is not a droplab store (not an SQLite file)")
+            return StoreError(
+                f"{self.path} is not a droplab store (not an SQLite file); left untouched: "
+                "pass another --store"
+            )
         if "malformed" in msg or "corrupt" in msg:
             return StoreError(
                 f"store {self.path} is damaged (truncated or corrupt: {msg}); "
                 "restore it from a copy or start a new --store"
+            )
+        if "full" in msg or "disk I/O error" in msg:
+            return StoreError(
+                f"cannot write to store {self.path} ({msg}; is the disk full?); the finished "
+                "trials are kept: free some space and run the same command again to resume"
             )
         if "readonly" in msg or "read-only" in msg:
             return StoreError(f"store {self.path} is read-only ({msg}); pass a writable --store")
