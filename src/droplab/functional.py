@@ -98,11 +98,11 @@ def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
     """The one place that picks an op's path: ``droplab.kernels`` or ``None`` (plain torch).
 
     ``"torch"`` always takes the plain torch path. ``"auto"`` takes the counter-based
-    kernels of ``droplab.kernels`` (numba on CPU, or their pure-torch hash with a one-time
-    notice when numba is missing; Triton on CUDA), except on devices without a compiled
-    kernel other than the CPU (e.g. CUDA without triton), where torch's native op is faster,
-    and inside ``torch.compile``, which cannot trace the kernels. ``"fast"`` demands the
-    kernels and fails clearly when they cannot be imported.
+    kernels of ``droplab.kernels`` on CPU (numba, or their pure-torch hash with a one-time
+    notice when numba is missing); on other devices it keeps torch's native op, which was
+    faster on an H200 than the Triton kernel (docs/performance.md), and it steps aside inside
+    ``torch.compile``, which cannot trace the kernels. ``"fast"`` demands the kernels (Triton
+    on CUDA: no saved mask) and fails clearly when they cannot be imported.
     """
     check_choice(backend, "backend", BACKENDS)
     if backend == "torch":
@@ -116,7 +116,7 @@ def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
             f"backend='fast' needs droplab.kernels, which could not be imported ({err}); "
             "use backend='auto' or backend='torch'"
         ) from err
-    if backend == "auto" and x.device.type != "cpu" and kernels.backend_name(x.device) == "torch":
+    if backend == "auto" and x.device.type != "cpu":
         return None
     if backend == "auto" and torch.compiler.is_compiling():
         return None  # numba/triton calls cannot be traced by torch.compile: use torch's ops
