@@ -80,13 +80,22 @@ def sequential_epoch_s(data, epochs: int, device: torch.device) -> float:
     return total / epochs
 
 
-def batched_epoch_s(data, epochs: int, device: torch.device) -> float:
+def batched_epoch_s(
+    data, epochs: int, device: torch.device, masks: str = "auto", profile: bool = False
+) -> float:
     """(b): droplab's fast path, K members in one computation; training seconds per epoch."""
     spec = ModelSpec("mlp", widths=(WIDTH, WIDTH))
     members = [MemberConfig(seed=k, hidden_rate=RATE) for k in range(K)]
-    fit(spec, data, members, TrainConfig(epochs=1, batch_size=BATCH), device=device)  # warm-up
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=1e-3, eval_every=epochs)
+    warm = TrainConfig(epochs=1, batch_size=BATCH, masks=masks)
+    fit(spec, data, members, warm, device=device)  # warm-up (JIT, allocator)
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=1e-3, eval_every=epochs, masks=masks)
     res = fit(spec, data, members, cfg, device=device)
+    if profile:
+        from torch.profiler import profile as prof
+
+        with prof() as p:
+            fit(spec, data, members, warm, device=device)
+        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     return res.timings["train_s"] / epochs
 
 
@@ -103,6 +112,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument(
+        "--masks",
+        default="auto",
+        choices=["auto", "kernel", "torch"],
+        help="mask source of the batched path (TrainConfig.masks)",
+    )
+    ap.add_argument("--profile", action="store_true", help="print a torch profile of (b)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,7 +133,7 @@ def main() -> None:
     print(f"float32 matmul (1024^3): {peak:.1f} GFLOP/s")
     seq = sequential_epoch_s(data, args.epochs, device)
     print(f"(a) sequential PyTorch loop: {seq:.3f} s/epoch for {K} models")
-    bat = batched_epoch_s(data, args.epochs, device)
+    bat = batched_epoch_s(data, args.epochs, device, args.masks, args.profile)
     rate = flops_per_epoch(n) / bat / 1e9
     print(f"(b) droplab batched:         {bat:.3f} s/epoch for {K} models, {rate:.1f} GFLOP/s")
     print(f"trainer: {seq / bat:.1f}x sequential, {100 * rate / peak:.0f}% of matmul peak")
