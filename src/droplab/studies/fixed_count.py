@@ -246,27 +246,36 @@ def analyze(frame: pd.DataFrame) -> Findings:
             "fixed-count", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed
         )
     table = rate_table(done)
-    acc, noise, differs, lower = [], [], 0, 0
+    acc, noise, differs, lower, higher = [], [], 0, 0, 0
     for r in table.itertuples():
         w = _word(r.err_diff_lo, r.err_diff_hi, "lower", "higher", "indistinguishable")
         differs += w != "indistinguishable"
         acc.append(
-            f"rate {r.rate:g}: {w} error ({fmt_ci(r.err_diff, r.err_diff_lo, r.err_diff_hi, digits=1)}"
-            f" pts; NLL {fmt_ci(r.nll_diff, r.nll_diff_lo, r.nll_diff_hi, digits=3)})"
+            f"rate {r.rate:g}: {w} error ("
+            f"{fmt_ci(r.err_diff, r.err_diff_lo, r.err_diff_hi, digits=1)} pts; NLL "
+            f"{fmt_ci(r.nll_diff, r.nll_diff_lo, r.nll_diff_hi, digits=3)})"
         )
-        is_lower = not math.isnan(r.noise_ratio_hi) and r.noise_ratio_hi < 1
-        lower += is_lower
+        lower += not math.isnan(r.noise_ratio_hi) and r.noise_ratio_hi < 1
+        higher += not math.isnan(r.noise_ratio_lo) and r.noise_ratio_lo > 1
         noise.append(f"{r.rate:g}: {_ratio(r.noise_ratio, r.noise_ratio_lo, r.noise_ratio_hi)}")
+    n = len(table)
     head = (
         "A fixed number of active units makes no measurable difference to accuracy"
         if differs == 0
-        else f"A fixed number of active units changes accuracy at {differs} of {len(table)} rates"
+        else f"A fixed number of active units changes accuracy at {differs} of {n} rates"
     )
+    if lower == n:
+        effect = "lowers"
+    elif higher == n:
+        effect = "raises"
+    elif lower == higher == 0:
+        effect = "does not measurably change"
+    else:
+        effect = f"lowers (at {lower} of {n} rates) or raises (at {higher}) or leaves unchanged"
     verdict = (
-        f"{head} (fixed-count minus Bernoulli: {'; '.join(acc)}); it "
-        f"{'lowers' if lower == len(table) else ('does not lower' if lower == 0 else 'partly lowers')} "
-        f"the gradient noise (trace Cov ratio fixed-count/Bernoulli on the same net and batch, "
-        f"lower at {lower} of {len(table)} rates: {'; '.join(noise)})."
+        f"{head} (fixed-count minus Bernoulli: {'; '.join(acc)}); it {effect} the gradient "
+        f"noise (trace Cov ratio fixed-count/Bernoulli on the same net and batch: "
+        f"{'; '.join(noise)})."
     )
     first = table.iloc[(table["rate"] - 0.5).abs().argmin()]
     seeds = sorted(done["seed"].unique())
