@@ -186,3 +186,24 @@ def test_bad_arguments(tiny):
             CFG,
             extra_loss=lambda *a: 0,
         )
+
+
+def test_classic_scaling_keep_scaled_eval(tiny):
+    """Classic scaling trains with unscaled masks and evaluates with keep-scaled
+    activations; module(k) (droplab Dropout(scaling='classic')) must agree."""
+    spec = ModelSpec("mlp", widths=(16, 12), scaling="classic")
+    members = [
+        MemberConfig(seed=0, input_rate=0.2, hidden_rate=0.5),
+        MemberConfig(seed=1, hidden_rate=0.4, dropout="gaussian"),
+    ]
+    res = fit(spec, tiny, members, TrainConfig(epochs=3, batch_size=32, lr=1e-2))
+    for k in range(2):
+        got = evaluate(res.module(k), tiny.x_test, tiny.y_test)
+        assert got["nll"] == pytest.approx(res.members[k].metrics["test_nll"], rel=1e-5)
+    inverted = fit(
+        ModelSpec("mlp", widths=(16, 12)),
+        tiny,
+        members[:1],
+        TrainConfig(epochs=3, batch_size=32, lr=1e-2),
+    )
+    assert inverted.members[0].metrics["test_nll"] != res.members[0].metrics["test_nll"]
