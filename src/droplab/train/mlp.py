@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from droplab import rng
 from droplab.models.factory import ModelSpec, _slot_on
 from droplab.train.config import MemberConfig, TrainConfig
-from droplab.train.noise import MemberNoise, batched_dropout
+from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_dropout
 from droplab.train.optim import StackedOptimizer
 from droplab.train.tracking import split_metrics
 
@@ -59,6 +59,10 @@ class StackedMLP:
     ) -> None:
         self.spec, self.sizes, self.K = spec, sizes, len(members)
         self.act = _ACT[spec.activation]
+        # ReLU followed by Bernoulli dropout runs as one autograd op whose backward reads
+        # the output instead of the mask (noise.relu_dropout); off when extra_loss needs
+        # the activations before dropout
+        self.fuse = spec.activation == "relu"
         n_hidden = len(sizes) - 2
         self.slot_on = [spec.placement != "none"] + [
             _slot_on(spec.placement, i == n_hidden - 1, is_cnn=False) for i in range(n_hidden)
@@ -118,11 +122,19 @@ class StackedMLP:
         """
         h = x
         last_hidden = x
+        fused = False  # slot j already applied together with the ReLU before it
         for j in range(len(W)):
-            h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
+            if not fused:
+                h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
+            fused = False
             h = torch.baddbmm(b[j], h, W[j])  # (K, B, out)
             if j < len(W) - 1:
-                h = self.act(h)
+                nxt = j + 1
+                if self.fuse and noise is not None and self.slot_on[nxt] and fusable(noise, nxt):
+                    h = relu_dropout(h, noise, nxt)  # (K, B, out), one op with its backward
+                    fused = True
+                else:
+                    h = self.act(h)
                 last_hidden = h
         return h, last_hidden
 
@@ -361,6 +373,8 @@ def fit_stacked(
     y_tr = data.y_train.to(device)
     n = x_tr.shape[0]
     K = net.K
+    if extra_loss is not None:
+        net.fuse = False  # extra_loss reads the last hidden activations before dropout
     rates = member_rates(net, members)
     gauss = [(m.dropout or spec.dropout) == "gaussian" for m in members]
     spatial = spec.kind != "mlp" and spec.dropout == "spatial"

@@ -26,7 +26,7 @@ try:
 except ImportError:  # pragma: no cover - kernels are part of droplab; kept for safety
     _kernels = None
 
-__all__ = ["MemberNoise", "batched_dropout"]
+__all__ = ["MemberNoise", "batched_dropout", "fusable", "relu_dropout"]
 
 _TWO16 = 1 << 16
 
@@ -181,3 +181,41 @@ def batched_dropout(x: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Ten
         gmult = torch.addcmul(torch.ones_like(z), z, _col(s["sigma"], nd))
         mult = gmult if mult is None else torch.where(_col(noise.is_gauss, nd), gmult, mult)
     return x * mult
+
+
+def fusable(noise: MemberNoise, slot: int) -> bool:
+    """Whether :func:`relu_dropout` may replace ``batched_dropout(relu(z))`` at ``slot``:
+    the slot draws masks and no member's noise there is Gaussian."""
+    s = noise.slots[slot]
+    return s["any"] and not any(s["gauss"])
+
+
+class _ReluDropout(torch.autograd.Function):
+    """``y = dropout(relu(z))`` whose backward needs no mask: with ``y = relu(z) m s``
+    (``m`` in {0, 1}, scale ``s > 0``), ``dy/dz = m s 1[z > 0] = s 1[y > 0]``, so the
+    gradient is ``s * g`` where ``y > 0`` and 0 elsewhere, read off the saved output (which
+    the next layer's backward keeps anyway). No mask is stored or regenerated."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
+        y = batched_dropout(torch.relu(z), noise, slot)  # grad mode is off in here
+        s = noise.slots[slot]
+        ctx.scale = _col(s["scale"], z.dim()) if noise.scaling == "inverted" else None
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (y,) = ctx.saved_tensors
+        dz = torch.ops.aten.threshold_backward(g, y, 0)  # g where y > 0, else 0
+        if ctx.scale is not None:
+            dz = dz.mul_(ctx.scale)  # (K, B, H) * (K, 1, 1)
+        return dz, None, None
+
+
+def relu_dropout(z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
+    """``batched_dropout(relu(z), noise, slot)`` with a mask-free backward (see
+    ``_ReluDropout``); needs ``fusable(noise, slot)``. Shape: (K, B, H) -> (K, B, H)."""
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _ReluDropout.apply(z, noise, slot)
+    return batched_dropout(torch.relu(z), noise, slot)

@@ -1,0 +1,94 @@
+"""Batched dropout of the fast path: per-member streams, rates, and the fused ReLU op."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_dropout
+
+RATES = [0.0, 0.3, 0.5, 0.8]
+
+
+def _noise(backend, rates=RATES, gaussian=None, spatial=None, seeds=None):
+    seeds = seeds or list(range(len(rates)))
+    return MemberNoise(
+        seeds,
+        [rates],
+        gaussian or [False] * len(rates),
+        scaling="inverted",
+        device=torch.device("cpu"),
+        spatial=spatial,
+        backend=backend,
+    )
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_rates_and_values(backend):
+    x = torch.ones(4, 200, 100)
+    noise = _noise(backend)
+    noise.advance()
+    y = batched_dropout(x, noise, 0)
+    n = x[0].numel()
+    for k, r in enumerate(RATES):
+        nonzero = y[k][y[k] != 0]
+        torch.testing.assert_close(nonzero, torch.full_like(nonzero, 1 / (1 - r)))
+        kept = (y[k] != 0).float().mean().item()
+        # 5 sigma of Binomial(n, keep) / n
+        assert abs(kept - (1 - r)) <= 5 * math.sqrt(r * (1 - r) / n) + 1e-4
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_member_masks_do_not_depend_on_the_batch(backend):
+    x = torch.randn(4, 30, 7)  # odd sizes
+    batch = _noise(backend, seeds=[10, 11, 12, 13])
+    batch.advance()
+    yb = batched_dropout(x, batch, 0)
+    for k in range(4):
+        alone = _noise(backend, rates=[RATES[k]], seeds=[10 + k])
+        alone.advance()
+        torch.testing.assert_close(batched_dropout(x[k : k + 1], alone, 0)[0], yb[k])
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_gaussian_mean_and_variance(backend):
+    x = torch.ones(2, 400, 250)
+    noise = _noise(backend, rates=[0.5, 0.2], gaussian=[True, True])
+    noise.advance()
+    y = batched_dropout(x, noise, 0)
+    n = x[0].numel()
+    for k, r in enumerate([0.5, 0.2]):
+        var = r / (1 - r)
+        assert abs(y[k].mean().item() - 1) <= 5 * math.sqrt(var / n)
+        # 5 sigma of the sample variance of a normal: var * sqrt(2 / n)
+        assert abs(y[k].var().item() - var) <= 5 * var * math.sqrt(2 / n)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_spatial_shares_the_mask_over_positions(backend):
+    x = torch.ones(2, 5, 6, 9)  # (K, B, C, L)
+    noise = _noise(backend, rates=[0.5, 0.5], spatial=[True])
+    noise.advance()
+    y = batched_dropout(x, noise, 0)
+    assert (y == y[..., :1]).all()  # one value per (member, example, channel)
+    assert 0 < (y[..., 0] == 0).float().mean() < 1
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_fused_relu_dropout_matches_composition(backend):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 13, 17, generator=g, requires_grad=True)
+    up = torch.randn(4, 13, 17, generator=g)
+    a, b = _noise(backend), _noise(backend)
+    a.advance()
+    b.advance()
+    assert fusable(a, 0)
+    y1 = relu_dropout(z, a, 0)
+    (g1,) = torch.autograd.grad((y1 * up).sum(), z)
+    y2 = batched_dropout(torch.relu(z), b, 0)
+    (g2,) = torch.autograd.grad((y2 * up).sum(), z)
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(g1, g2)
+    assert not fusable(_noise(backend, gaussian=[False, True, False, False]), 0)
