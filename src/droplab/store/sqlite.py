@@ -332,21 +332,30 @@ class Store:
             )
         if len(header) < 100:
             raise StoreError(f"store {p} is truncated ({size} bytes, less than an SQLite header)")
-        page_size = struct.unpack(">H", header[16:18])[0]
-        page_size = 65536 if page_size == 1 else page_size
-        n_pages = struct.unpack(">I", header[28:32])[0]
-        change_counter, valid_for = header[24:28], header[92:96]
         wal = Path(str(p) + "-wal")
-        if (
-            change_counter == valid_for
-            and n_pages > 0
-            and size < n_pages * page_size
-            and not (wal.exists() and wal.stat().st_size > 0)
-        ):
-            raise StoreError(
-                f"store {p} is truncated ({size} bytes, its header declares "
-                f"{n_pages * page_size}); restore it from a copy or start a new --store"
-            )
+        # A run writing the store now (a checkpoint copying pages from its WAL) can make the
+        # file look short for an instant: only a file that stays short is truncated.
+        for attempt in range(5):
+            if attempt:
+                time.sleep(0.05)
+                with open(p, "rb") as f:
+                    header = f.read(100)
+                size = p.stat().st_size
+            page_size = struct.unpack(">H", header[16:18])[0]
+            page_size = 65536 if page_size == 1 else page_size
+            n_pages = struct.unpack(">I", header[28:32])[0]
+            change_counter, valid_for = header[24:28], header[92:96]
+            if not (
+                change_counter == valid_for
+                and n_pages > 0
+                and size < n_pages * page_size
+                and not (wal.exists() and wal.stat().st_size > 0)
+            ):
+                return
+        raise StoreError(
+            f"store {p} is truncated ({size} bytes, its header declares "
+            f"{n_pages * page_size}); restore it from a copy or start a new --store"
+        )
 
     def _check_or_create(self) -> None:
         con = self._con
@@ -402,7 +411,14 @@ class Store:
         (two runs started together on a new store: the check and the creation are one
         write transaction, so exactly one of them creates it)."""
         con = self._con
-        con.execute("PRAGMA journal_mode = WAL")
+        for attempt in range(100):  # converting to WAL does not wait on a busy file by itself
+            try:
+                con.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.05)
         con.execute("PRAGMA synchronous = NORMAL")
         # One transaction: a store is either fully created or not at all.
         con.execute("BEGIN IMMEDIATE")
