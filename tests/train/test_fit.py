@@ -207,3 +207,16 @@ def test_classic_scaling_keep_scaled_eval(tiny):
         TrainConfig(epochs=3, batch_size=32, lr=1e-2),
     )
     assert inverted.members[0].metrics["test_nll"] != res.members[0].metrics["test_nll"]
+
+
+@pytest.mark.parametrize("generic", [False, True])
+def test_train_subset_curves_full_final_metrics(tiny, generic):
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=1e-2, train_eval_rows=50)
+    model = SPEC
+    if generic:
+        model = lambda **kw: build(SPEC, **kw)  # noqa: E731
+    res = fit(model, tiny, [MemberConfig(seed=3, hidden_rate=0.2)], cfg)
+    m = res.members[0].metrics
+    full = evaluate(res.module(0), tiny.x_train, tiny.y_train)
+    assert m["train_nll"] == pytest.approx(full["nll"], rel=1e-5)
+    assert m["train_acc"] == pytest.approx(full["acc"])

@@ -46,6 +46,9 @@ class TrainConfig:
             ``mc_samples`` dropout masks; the curves stay deterministic).
         mc_samples: T for ``eval_mode="mc"``.
         eval_batch: rows per evaluation chunk (memory bound, not a hyperparameter).
+        train_eval_rows: the per-epoch train metrics (curves) use an evenly spaced subset
+            of at most about this many training rows (0: all), to keep evaluation cheap;
+            the final ``train_*`` metrics at the selected epoch always use every row.
         masks: where the fast path's dropout masks come from: ``"kernel"`` (counter-based
             :mod:`droplab.kernels`, nothing stored for backward), ``"torch"`` (per-member
             ``torch.Generator`` streams) or ``"auto"`` (kernel when available). The two
@@ -67,6 +70,7 @@ class TrainConfig:
     eval_mode: str = "deterministic"
     mc_samples: int = 0
     eval_batch: int = 8192
+    train_eval_rows: int = 2048
     masks: str = "auto"
 
     def __post_init__(self) -> None:
@@ -78,6 +82,7 @@ class TrainConfig:
         _positive("momentum", self.momentum, allow_zero=True)
         _positive("weight_decay", self.weight_decay, allow_zero=True)
         _positive("mc_samples", self.mc_samples, integer=True, allow_zero=True)
+        _positive("train_eval_rows", self.train_eval_rows, integer=True, allow_zero=True)
         if self.max_norm is not None:
             _positive("max_norm", self.max_norm)
         if self.masks not in ("auto", "kernel", "torch"):
@@ -129,3 +134,8 @@ class MemberConfig:
             raise ValueError(
                 f"dropout (per member) must be None or one of {VARIANTS}, got {self.dropout!r}"
             )
+
+
+def train_eval_stride(n: int, rows: int) -> int:
+    """Stride of the evenly spaced train subset of ``TrainConfig.train_eval_rows``."""
+    return 1 if rows <= 0 or n <= rows else -(-n // rows)

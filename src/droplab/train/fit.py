@@ -27,7 +27,7 @@ from torch import nn
 
 from droplab import rng
 from droplab.models.factory import ModelSpec, build, max_norm_
-from droplab.train.config import MemberConfig, TrainConfig
+from droplab.train.config import MemberConfig, TrainConfig, train_eval_stride
 from droplab.train.mlp import fit_stacked, predict
 from droplab.train.noise import MemberNoise
 from droplab.train.tracking import Tracker, split_metrics
@@ -229,10 +229,12 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
     task = data.task
     x_tr, y_tr = data.x_train.to(device), data.y_train.to(device)
     n = x_tr.shape[0]
-    splits = {
+    full = {
         s: (getattr(data, f"x_{s}").to(device), getattr(data, f"y_{s}").to(device))
         for s in ("train", "val", "test")
     }
+    stride = train_eval_stride(n, cfg.train_eval_rows)
+    splits = {**full, "train": (x_tr[::stride], y_tr[::stride])}  # curves: evenly spaced rows
     fork_devices = [device] if device.type == "cuda" else []
     results, states = [], []
     for k, m in enumerate(members):
@@ -274,10 +276,14 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
                     if bool(tracker.record(epoch, res)[0]):
                         best = copy.deepcopy(net.state_dict())
             net.load_state_dict(best)
+            net.eval()
+            if stride > 1:  # the selected epoch's train metrics on every row
+                r = _module_metrics(net, x_tr, y_tr, task, cfg.eval_batch)
+                tracker.override(0, {f"train_{name}": float(v[0]) for name, v in r.items()})
             extra = {}
             if cfg.eval_mode == "mc":
                 g = rng.generator(m.seed, "mc", device=device)
-                for s, (x, y) in splits.items():
+                for s, (x, y) in full.items():
                     r = evaluate(
                         net, x, y, task=task, mode="mc", samples=cfg.mc_samples, generator=g
                     )

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from droplab import rng
 from droplab.models.factory import ModelSpec, _slot_on
-from droplab.train.config import MemberConfig, TrainConfig
+from droplab.train.config import MemberConfig, TrainConfig, train_eval_stride
 from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_dropout
 from droplab.train.optim import StackedOptimizer
 from droplab.train.tracking import split_metrics
@@ -401,6 +401,8 @@ def fit_stacked(
         s: (net.prepare(getattr(data, f"x_{s}").to(device)), getattr(data, f"y_{s}").to(device))
         for s in ("train", "val", "test")
     }
+    stride = train_eval_stride(n, cfg.train_eval_rows)
+    splits["train"] = (x_tr[::stride], y_tr[::stride])  # curves: evenly spaced rows
     best_W = [w.clone() for w in net.W]
     best_b = [b.clone() for b in net.b]
     timings = {} if timings is None else timings
@@ -440,4 +442,11 @@ def fit_stacked(
             for dst, src in zip(best_W + best_b, net.W + net.b):
                 dst.copy_(torch.where(improved.view(K, *([1] * (dst.dim() - 1))), src, dst))
             timings["eval_s"] += _clock(device) - t1
+    if stride > 1:  # the selected epoch's train metrics on every row
+        t1 = _clock(device)
+        out = predict(net, x_tr, best_W, best_b, task=task, rates_noise=noise, chunk=cfg.eval_batch)
+        r = split_metrics(out, y_tr, task)
+        for k in range(K):
+            tracker.override(k, {f"train_{m}": float(v[k]) for m, v in r.items()})
+        timings["eval_s"] += _clock(device) - t1
     return net, noise, best_W, best_b

@@ -73,6 +73,10 @@ class Tracker:
                 self.best[k]["best_epoch"] = float(epoch)
         return improved
 
+    def override(self, k: int, values: dict[str, float]) -> None:
+        """Replace member k's selected-epoch metrics (e.g. train metrics on all rows)."""
+        self.best[k].update(values)
+
     def final(self, k: int, extra: dict[str, float] | None = None) -> dict[str, float]:
         """Member k's metrics at its selected epoch, with errors and the generalization gap."""
         m = dict(self.best[k])
