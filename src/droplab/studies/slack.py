@@ -84,7 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "nets": [("mnist1d", [256, 256]), ("digits", [256, 256])],
         "epochs": 40,
         "batch_size": 100,
-        "lr": 1e-3,
+        "lr": 3e-3,
     },
     "full": {
         "seeds": list(range(10)),

@@ -87,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "samples": 50,
         "epochs": 30,
         "batch_size": 100,
-        "lr": 1e-3,
+        "lr": 3e-3,
     },
     "full": {
         "seeds": list(range(10)),
