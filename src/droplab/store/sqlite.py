@@ -331,7 +331,10 @@ class Store:
                 "another --store"
             )
         if len(header) < 100:
-            raise StoreError(f"store {p} is truncated ({size} bytes, less than an SQLite header)")
+            raise StoreError(
+                f"store {p} is truncated ({size} bytes, less than an SQLite header); "
+                "restore it from a copy or start a new --store"
+            )
         wal = Path(str(p) + "-wal")
         # A run writing the store now (a checkpoint copying pages from its WAL) can make the
         # file look short for an instant: only a file that stays short is truncated.
