@@ -259,7 +259,7 @@ class _Plan:
         p, b = self.p, self.backend
         mult = np.asarray(p.mult, dtype=np.float64)
         if b == "numba":
-            out = torch.empty_like(t2)
+            out = _numba.empty(t2.shape, t2.dtype)
             xa, oa = t2.detach().view(-1).numpy(), out.view(-1).numpy()
             m = mult.astype(xa.dtype)
             if self.kind == "bernoulli":
@@ -305,7 +305,7 @@ class _Plan:
     def _bits(self, device: torch.device) -> torch.Tensor:
         p = self.p
         if self.backend == "numba":
-            out = torch.empty((p.rows, p.n), dtype=torch.int32)
+            out = _numba.empty((p.rows, p.n), torch.int32)
             _numba.run(
                 _numba.bits, p.rows, p.n, torch.get_num_threads(),
                 out.view(-1).numpy(), p.base, p.k0, p.k1, p.n,
@@ -321,7 +321,7 @@ class _Plan:
     def _normal(self, device: torch.device) -> torch.Tensor:
         p = self.p
         if self.backend == "numba":
-            out = torch.empty((p.rows, p.n), dtype=torch.float32)
+            out = _numba.empty((p.rows, p.n), torch.float32)
             _numba.run(
                 _numba.normal, p.rows, p.n, torch.get_num_threads(),
                 out.view(-1).numpy(), p.base, p.k0, p.k1, p.g0, p.g1, p.n,

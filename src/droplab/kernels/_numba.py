@@ -9,13 +9,16 @@ count and chunking.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+import torch
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -147,6 +150,43 @@ bernoulli = numba.njit(**_JIT)(_bernoulli)
 bits = numba.njit(**_JIT)(_bits)
 gaussian = numba.njit(**_JIT)(_gaussian)
 normal = numba.njit(**_JIT)(_normal)
+
+HUGE_MIN = 8 << 20  # outputs of at least 8 MiB get transparent huge pages
+_HUGE = 1 << 21
+
+
+def _madvise():
+    if not sys.platform.startswith("linux") or os.environ.get("DROPLAB_NO_HUGEPAGES"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return fn
+
+
+_MADVISE = _madvise()
+_MADV_HUGEPAGE = 14
+
+
+def empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """A fresh CPU tensor; large ones are advised to use transparent huge pages.
+
+    A fresh large output is mmap-ed by the allocator and first-touched by the kernel;
+    with 4 KiB pages its page faults cost several times the kernel itself (measured:
+    allocate+fill of 64 MiB 133 ms -> 32 ms with huge pages). The advice only concerns
+    this new buffer; set DROPLAB_NO_HUGEPAGES=1 to turn it off.
+    """
+    out = torch.empty(shape, dtype=dtype)
+    nbytes = out.numel() * out.element_size()
+    if _MADVISE is not None and nbytes >= HUGE_MIN:
+        start = (out.data_ptr() + _HUGE - 1) & ~(_HUGE - 1)
+        end = (out.data_ptr() + nbytes) & ~(_HUGE - 1)
+        if end > start:
+            _MADVISE(start, end - start, _MADV_HUGEPAGE)  # a hint: failure changes nothing
+    return out
+
 
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 _pool_lock = threading.Lock()
