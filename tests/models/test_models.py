@@ -100,3 +100,11 @@ def test_errors_name_the_argument():
         build(ModelSpec("cnn2d", kernel_sizes=(5, 5)), (1, 2, 2), 2)
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         build(ModelSpec("cnn2d"), (64,), 2)
+
+
+def test_mlp_without_hidden_layers_is_linear():
+    net = build(ModelSpec("mlp", widths=()), (7,), 3, input_rate=0.2)
+    assert [type(m).__name__ for m in net] == ["Dropout", "Linear"]
+    assert ModelSpec("mlp").resolved_widths() == (256, 256)
+    with pytest.raises(ValueError, match="conv layer"):
+        ModelSpec("cnn1d", widths=())

@@ -220,3 +220,12 @@ def test_train_subset_curves_full_final_metrics(tiny, generic):
     full = evaluate(res.module(0), tiny.x_train, tiny.y_train)
     assert m["train_nll"] == pytest.approx(full["nll"], rel=1e-5)
     assert m["train_acc"] == pytest.approx(full["acc"])
+
+
+def test_linear_model_fast_path(tiny):
+    spec = ModelSpec("mlp", widths=())
+    members = [MemberConfig(seed=0, input_rate=0.3), MemberConfig(seed=1)]
+    res = fit(spec, tiny, members, CFG)
+    assert res.path == "fast"
+    got = evaluate(res.module(0), tiny.x_test, tiny.y_test)
+    assert got["nll"] == pytest.approx(res.members[0].metrics["test_nll"], rel=1e-5)

@@ -53,8 +53,10 @@ class ModelSpec:
 
     Args:
         kind: ``"mlp"``, ``"cnn1d"`` or ``"cnn2d"``.
-        widths: hidden widths (MLP) or conv channels (CNN); ``()`` takes the kind's
-            default: MLP (256, 256), CNN1d (25, 25, 25), CNN2d (16, 32).
+        widths: hidden widths (MLP) or conv channels (CNN); None takes the kind's
+            default: MLP (256, 256), CNN1d (25, 25, 25), CNN2d (16, 32). An MLP with
+            ``widths=()`` is a linear (softmax/linear regression) model with only the
+            input dropout slot.
         activation: one of ``ACTIVATIONS``.
         dropout: the dropout variant of the slots, one of ``DROPOUTS``.
         scaling: ``"inverted"`` (divide by keep in training) or ``"classic"`` (multiply by
@@ -67,7 +69,7 @@ class ModelSpec:
     """
 
     kind: str = "mlp"
-    widths: tuple[int, ...] = ()
+    widths: tuple[int, ...] | None = None
     activation: str = "relu"
     dropout: str = "bernoulli"
     scaling: str = "inverted"
@@ -83,8 +85,11 @@ class ModelSpec:
         _choice("dropout", self.dropout, DROPOUTS)
         _choice("scaling", self.scaling, SCALINGS)
         _choice("placement", self.placement, PLACEMENTS)
-        if not isinstance(self.widths, tuple) or not all(
-            isinstance(w, int) and w > 0 for w in self.widths
+        if self.widths is not None and (
+            not isinstance(self.widths, tuple)
+            or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.widths
+            )
         ):
             raise ValueError(f"widths must be a tuple of positive ints, got {self.widths!r}")
         if self.kind == "mlp":
@@ -99,7 +104,10 @@ class ModelSpec:
                 )
         else:
             if not self.resolved_widths():
-                raise ValueError(f"a {self.kind} needs at least one conv layer, got widths=()")
+                raise ValueError(
+                    f"a {self.kind} needs at least one conv layer, got widths=(); "
+                    "use widths=None for the default"
+                )
             ks = self.resolved_kernel_sizes()
             if len(ks) != len(self.resolved_widths()):
                 raise ValueError(
@@ -114,7 +122,7 @@ class ModelSpec:
             )
 
     def resolved_widths(self) -> tuple[int, ...]:
-        return self.widths if self.widths else _DEFAULT_WIDTHS[self.kind]
+        return _DEFAULT_WIDTHS[self.kind] if self.widths is None else self.widths
 
     def resolved_kernel_sizes(self) -> tuple[int, ...]:
         if self.kernel_sizes:
