@@ -28,6 +28,8 @@ from droplab.train.tracking import split_metrics
 
 __all__ = ["StackedCNN", "StackedMLP", "fit_stacked", "make_net", "predict"]
 
+_EVAL_ELEMENTS = 1 << 25  # activation elements per evaluation chunk (128 MB in float32)
+
 _ACT = {
     "relu": torch.relu,
     "tanh": torch.tanh,
@@ -91,6 +93,10 @@ class StackedMLP:
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Data rows as this net takes them: (n, *shape) -> (n, D)."""
         return x.flatten(1)
+
+    def row_numel(self) -> int:
+        """Largest activation of one example in one member (sizes evaluation chunks)."""
+        return max(self.sizes)
 
     def max_norm_(self, c: torch.Tensor) -> None:
         """Max-norm on every hidden unit's incoming weights, c (K, 1, 1)."""
@@ -198,6 +204,10 @@ class StackedCNN:
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], *self.in_shape)  # (n, C, *spatial)
+
+    def row_numel(self) -> int:
+        chans = [self.in_shape[0]] + [w.shape[1] for w in self.W[:-1]]
+        return max(c * math.prod(sp) for c, sp in zip(chans, self.spatial))
 
     def max_norm_(self, c: torch.Tensor) -> None:
         for w in self.W[:-1]:
@@ -318,6 +328,8 @@ def predict(
     """Predictions of all K members on a shared input ``x`` (n, ...): class probabilities
     (K, n, C) or regression outputs (K, n). With ``mc``, the average of ``samples``
     stochastic forward passes (probabilities averaged)."""
+    # rows per chunk: at most `chunk`, and at most ~32 M activation elements for all K
+    chunk = max(1, min(chunk, _EVAL_ELEMENTS // (net.K * net.row_numel())))
     outs = []
     for s in range(0, x.shape[0], chunk):
         xc = x[s : s + chunk].unsqueeze(0).expand(net.K, *([-1] * x.dim()))  # (K, c, ...)
