@@ -229,3 +229,20 @@ def test_linear_model_fast_path(tiny):
     assert res.path == "fast"
     got = evaluate(res.module(0), tiny.x_test, tiny.y_test)
     assert got["nll"] == pytest.approx(res.members[0].metrics["test_nll"], rel=1e-5)
+
+
+def test_select_val_acc_and_last(tiny, tiny_regression):
+    base = dict(epochs=5, batch_size=32, lr=1e-2)
+    for select in ("val_acc", "last"):
+        res = fit(
+            SPEC, tiny, [MemberConfig(seed=4, hidden_rate=0.5)], TrainConfig(**base, select=select)
+        )
+        m, c = res.members[0].metrics, res.members[0].curves
+        if select == "last":
+            assert m["best_epoch"] == 5
+        else:
+            first_best = c["val_acc"].index(max(c["val_acc"]))  # ties keep the earlier epoch
+            assert m["best_epoch"] == c["epoch"][first_best]
+        assert m["test_acc"] == pytest.approx(c["test_acc"][c["epoch"].index(m["best_epoch"])])
+    with pytest.raises(ValueError, match="val_acc"):
+        fit(SPEC, tiny_regression, [MemberConfig(seed=0)], TrainConfig(**base, select="val_acc"))

@@ -23,6 +23,29 @@ import torch
 __all__ = ["StackedOptimizer"]
 
 
+def _fused_works(kind: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether torch's fused kernel of ``kind`` runs here (CPU needs torch >= 2.4)."""
+    if device.type not in ("cpu", "cuda"):
+        return False
+    p, g = torch.zeros(2, device=device, dtype=dtype), torch.zeros(2, device=device, dtype=dtype)
+    try:
+        if kind == "adam":
+            step = torch.ones((), device=device)
+            torch._fused_adam_(
+                [p], [g], [torch.zeros_like(p)], [torch.zeros_like(p)], [], [step],
+                lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                amsgrad=False, maximize=False,
+            )  # fmt: skip
+        else:
+            torch._fused_sgd_(
+                [p], [g], [torch.zeros_like(p)], weight_decay=0.0, momentum=0.9, lr=0.1,
+                dampening=0.0, nesterov=False, maximize=False, is_first_step=True,
+            )  # fmt: skip
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError):
+        return False
+    return True
+
+
 class StackedOptimizer:
     """Update stacked parameters ``params[i]`` of shape ``(K, ...)`` in place.
 
@@ -50,7 +73,7 @@ class StackedOptimizer:
         self.K = params[0].shape[0]
         self.betas, self.eps, self.momentum, self.nesterov = betas, eps, momentum, nesterov
         dev = params[0].device
-        self.fused = dev.type in ("cpu", "cuda") if fused is None else fused
+        self.fused = _fused_works(kind, dev, params[0].dtype) if fused is None else fused
         self.t = 0
         if kind == "adam":
             self.m = [torch.zeros_like(p) for p in params]
