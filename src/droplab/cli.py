@@ -294,7 +294,7 @@ def _print_verdicts(store: Any, chosen: list[Any], preset: str) -> None:
     for study in chosen:
         frame = select_preset(store.frame(study.name), preset)
         if not (frame["status"] == "finished").any():
-            print(f"  {study.name}: no finished trials")
+            print(f"  {study.name}: no finished trials{_failures(store, study.name, preset)}")
             continue
         try:
             findings = study.analyze(frame)
@@ -365,6 +365,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failures(store: Any, name: str, preset: str | None) -> str:
+    """'; N trials failed, e.g. <last line of an error>' when a study has failed trials."""
+    failed = store.frame(name, preset=preset, status="failed")
+    if failed.empty:
+        return ""
+    lines = str(failed["error"].iloc[0] or "").strip().splitlines()
+    return f"; {len(failed)} trials failed, e.g. {lines[-1] if lines else 'unknown error'}"
+
+
 def _print_results(store: Any, study: Any, preset: str | None) -> None:
     import pandas as pd
 
@@ -374,8 +383,8 @@ def _print_results(store: Any, study: Any, preset: str | None) -> None:
     if not (frame["status"] == "finished").any():
         which = f" (preset {preset})" if preset else ""
         raise UsageError(
-            f"no finished trials of study {study.name!r}{which} in {store.path}; "
-            f"run `droplab run {study.name}` first"
+            f"no finished trials of study {study.name!r}{which} in {store.path}"
+            f"{_failures(store, study.name, preset)}; run `droplab run {study.name}` first"
         )
     findings = study.analyze(frame)
     with pd.option_context(

@@ -87,7 +87,10 @@ def _hook_writes(k: int, phase: str) -> None:
 def main() -> None:
     import droplab.backends
     import droplab.cli
-    import droplab.studies  # noqa: F401
+    import droplab.data
+    import droplab.models
+    import droplab.studies
+    import droplab.train  # noqa: F401
 
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -222,6 +222,19 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
         for t in group
     ]
     result = fit(model, ds, members, cfg, device=device)
+    # A NaN/inf loss (a diverged run, a model that outputs NaN) must fail the trials, not
+    # be stored as results (argmax of NaN logits still gives an "error rate").
+    bad = []
+    for t, m in zip(group, result.members):
+        losses = ("train_loss", "val_loss", "test_loss")
+        wrong = [f"{k}={m.metrics[k]}" for k in losses if not math.isfinite(m.metrics.get(k, 0))]
+        if wrong:
+            bad.append(f"{t.config['arm']} seed {t.seed}: {', '.join(wrong)}")
+    if bad:
+        raise FloatingPointError(
+            f"the loss is not finite for {len(bad)} of {len(group)} members ({bad[0]}): "
+            "training diverged or the model outputs NaN/inf"
+        )
     return [{"metrics": m.metrics, "curves": m.curves} for m in result.members]
 
 
