@@ -59,6 +59,12 @@ def test_bits_match_python_oracle(backend, seed, offset):
         got = pl._bits(torch.device("cpu")).flatten().tolist()
         want = [py_hash(seed, offset, base + i) >> 8 for i in range(10)]
         assert got == want
+    # the torch integer-op hash (CUDA without triton), narrow and wide counters
+    k0, k1 = (int(k[0]) for k in _hash.keys(seed, offset))
+    for base, wide in ((0, False), (2**32 - 5, True), (2**40, True)):
+        idx = torch.arange(base, base + 10)
+        got = _hash.bits_torch(idx, k0, k1, wide).tolist()
+        assert got == [py_hash(seed, offset, base + i) for i in range(10)]
 
 
 def test_pinned_values_never_change():

@@ -313,10 +313,7 @@ class _Plan:
             return out
         if self.backend == "triton":
             return _triton_backend().bits(p, device)
-        idx = _hash.row_counters(p, device)
-        k0 = torch.as_tensor(p.k0.astype(np.int64), device=device)[:, None]
-        k1 = torch.as_tensor(p.k1.astype(np.int64), device=device)[:, None]
-        return _hash.bits_torch(idx, k0, k1) >> 8
+        return _hash.bits24(p.base, p.n, p.k0, p.k1, device)
 
     def _normal(self, device: torch.device) -> torch.Tensor:
         p = self.p
