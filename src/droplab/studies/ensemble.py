@@ -513,7 +513,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     table, comp, agree = method_table(d), comparison_table(d), agreement_table(d)
     Ts, Ms = _sizes(d, "mc_arith_acc", "T"), _sizes(d, "ens_plain_acc", "M")
     T, M = max(Ts), max(Ms)
-    mc, _geo, _ws_plain, ens_long, _ens_long_mc, drop_plain = comp.itertuples()
+    mc, _geo, _ws_plain, ens_long, ens_long_mc, drop_plain = comp.itertuples()
 
     def err(r) -> str:
         return f"{fmt_ci(r.d_error_pts, r.d_error_pts_lo, r.d_error_pts_hi, digits=1)} error pts"
@@ -542,7 +542,8 @@ def analyze(frame: pd.DataFrame) -> Findings:
         f"falls {fall_lin:.0f}-fold for the single layer but {fall_deep:.1f}-fold for the MLP. "
         f"An explicit ensemble of M={M} "
         f"no-dropout nets is {ens_word} one dropout net trained with the same compute "
-        f"({M}x epochs): {err(ens_long)}, {nll(ens_long)}; ensembling {M} dropout nets vs {M} "
+        f"({M}x epochs): {err(ens_long)}, {nll(ens_long)} against its weight scaling and "
+        f"{err(ens_long_mc)}, {nll(ens_long_mc)} against its MC average (T={T}); ensembling {M} dropout nets vs {M} "
         f"no-dropout nets: {err(drop_plain)}. Diversity (argmax disagreement): two masks of "
         f"one net {div['div_masks'][0] * 100:.1f}%, two no-dropout nets "
         f"{div['div_plain'][0] * 100:.1f}%, two dropout nets {div['div_drop'][0] * 100:.1f}%."

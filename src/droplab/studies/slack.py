@@ -239,7 +239,7 @@ MEASURES = {
     "w_rms": ("rms |w|", 1.0),
     "dead_frac": ("dead ReLUs (%)", 100.0),
     "coadapt": ("mean |corr| of hidden units", 1.0),
-    "prune_acc_90": ("accuracy after pruning 90% (%)", 100.0),
+    "prune_auc": ("mean accuracy over the pruning curve (%)", 100.0),
 }
 
 
@@ -322,6 +322,8 @@ def analyze(frame: pd.DataFrame) -> Findings:
     ]
     if d.empty:
         return Findings("slack", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed)
+    prune_cols = [c for c in d.columns if c.startswith("prune_acc_")]
+    d = d.assign(prune_auc=d[prune_cols].mean(axis=1))  # mean accuracy over the fractions
     table = effect_table(d)
 
     def fmt(r: pd.DataFrame, key: str, digits: int = 1, unit: str = "%") -> str:
@@ -333,30 +335,40 @@ def analyze(frame: pd.DataFrame) -> Findings:
             f"dropout (diff {diff}{pts})"
         )
 
-    parts, slack_more, n = [], 0, 0
+    parts, n = [], 0
+    count = {"abs": 0, "rel": 0, "dead": 0, "coadapt": 0}  # significant, in the note's direction
     key_number = ""
     for ds, t in table.groupby("dataset", sort=False):
         r = t.set_index("key")
         n += 1
-
-        rel = r.loc["frac_small_rel"]
-        more = rel["diff_hi"] < 0  # dropout has significantly fewer near-zero weights
-        slack_more += bool(more)
+        # dropout - none CI entirely below 0: significantly more slack without dropout
+        for name, key in (
+            ("abs", "frac_small_abs"),
+            ("rel", "frac_small_rel"),
+            ("dead", "dead_frac"),
+            ("coadapt", "coadapt"),
+        ):
+            count[name] += bool(r.loc[key, "diff_hi"] < 0)
         parts.append(
-            f"{ds}: near-zero weights (|w| < 0.1 rms) {fmt(r, 'frac_small_rel')}, dead ReLUs "
-            f"{fmt(r, 'dead_frac')}, accuracy after pruning 90% of weights {fmt(r, 'prune_acc_90')}, "
-            f"co-adaptation |corr| {fmt(r, 'coadapt', 3, '')}"
+            f"{ds}: weights |w| < 0.01 {fmt(r, 'frac_small_abs')}, |w| < 0.1 rms "
+            f"{fmt(r, 'frac_small_rel')}, dead ReLUs {fmt(r, 'dead_frac')}, mean accuracy over "
+            f"the pruning curve {fmt(r, 'prune_auc')}, co-adaptation |corr| "
+            f"{fmt(r, 'coadapt', 3, '')}"
         )
         if not key_number:
-            x = r.loc["prune_acc_90"]
+            x = r.loc["prune_auc"]
             key_number = (
-                f"{ds}: accuracy after 90% pruning, dropout - none: "
+                f"{ds}: mean accuracy over the pruning curve, dropout - none: "
                 f"{fmt_ci(x['dropout_minus_none'], x['diff_lo'], x['diff_hi'], digits=1)} pts"
             )
+    rel, other = count["rel"], count["abs"] + count["dead"]
+    word = "holds" if rel == n else "holds only partly" if rel or other else "does not hold"
     lead = (
-        f"The note's picture {'holds' if slack_more == n else 'does not hold' if slack_more == 0 else 'holds only partly'}"
-        f": nets without dropout have significantly more near-zero weights in {slack_more} of {n} "
-        "datasets"
+        f"The note's picture {word}: without dropout, significantly more weights are "
+        f"near zero relative to their layer's scale (|w| < 0.1 rms) in {rel} of {n} datasets, "
+        f"in absolute terms (|w| < 0.01) in {count['abs']} of {n}, and more ReLUs are dead in "
+        f"{count['dead']} of {n}; dropout lowers the co-adaptation of hidden units in "
+        f"{count['coadapt']} of {n}"
     )
     verdict = f"{lead}. " + "; ".join(parts) + "."
     x = d.iloc[0]
