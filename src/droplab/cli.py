@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -198,6 +199,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plans.append((study, trials))
 
     store = _open_store(args.store, readonly=False)
+    # SIGTERM (kill, a CI timeout) stops like Ctrl-C: trials in flight are marked unfinished.
+    previous = _on_sigterm(_terminate)
     failed_total = 0
     try:
         with store.lock():
@@ -245,6 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_verdicts(store, [s for s, _ in plans], args.preset)
     finally:
         store.close()
+        _on_sigterm(previous)
 
     report_path = (
         None if args.no_report else _render_report(args.store, _out_dir(args), print_tables=False)
@@ -260,6 +264,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM; returns the previous one (None off the main thread)."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 def _progress() -> Any:

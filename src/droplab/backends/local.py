@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -16,6 +17,9 @@ __all__ = ["LocalBackend"]
 
 
 def _init_worker(threads: int) -> None:
+    # Ctrl-C reaches the whole process group: only the driver handles it (it stops the
+    # workers and marks their trials unfinished).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Share the cores between the workers instead of oversubscribing them.
     import torch
 
@@ -114,9 +118,17 @@ class LocalBackend:
                             todo.appendleft((index, group))
                     in_flight.clear()
         finally:
-            if in_flight and self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            if in_flight and self._pool is not None:  # interrupted: stop the workers now
+                self._kill_pool()
+
+    def _kill_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list(getattr(pool, "_processes", {}).values())  # no public API for this
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
 
     def close(self) -> None:
         if self._pool is not None:
