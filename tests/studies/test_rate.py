@@ -53,7 +53,8 @@ def test_changing_the_data_changes_the_verdict(frame):
     assert "indistinguishable from the best cell in 1 of 1" in good.verdict
     assert "best hidden 0.5 / input 0.2" in good.verdict
     assert "indistinguishable from the best cell in 0 of 1" in bad.verdict
-    assert "is NOT indistinguishable" in bad.verdict
+    assert "(0.5, 0.2) is significantly worse" in bad.verdict
+    assert good.key_number.endswith("in 1 of 1 nets") and bad.key_number.endswith("0 of 1 nets")
     assert good.verdict != bad.verdict
 
 

@@ -317,11 +317,9 @@ def analyze(frame: pd.DataFrame) -> Findings:
             inside += ok
             diff = fmt_ci(n.vs_best_pts, n.vs_best_lo, n.vs_best_hi, digits=1)
             text += (
-                f"; (0.5, 0.2) {'is' if ok else 'is NOT'} indistinguishable "
+                f"; (0.5, 0.2) {'is indistinguishable' if ok else 'is significantly worse'} "
                 f"({n.test_error_pct:.1f}%, {diff} pts)"
             )
-            if not key_number:
-                key_number = f"(0.5, 0.2) vs best on {dataset} {net}: {diff} pts"
         parts.append(text)
     n_note = int(
         table.loc[
@@ -329,6 +327,8 @@ def analyze(frame: pd.DataFrame) -> Findings:
         ].shape[0]
     )
     hidden = sorted(set(best_hidden))
+    if n_note:
+        key_number = f"(0.5, 0.2) indistinguishable from the best cell in {inside} of {n_note} nets"
     lead = (
         f"The note's (hidden 0.5, input 0.2) is statistically indistinguishable from the best "
         f"cell in {inside} of {n_note} nets"
