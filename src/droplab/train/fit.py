@@ -94,17 +94,19 @@ def fit(
     """Train ``len(members)`` models on ``data`` and evaluate them.
 
     Args:
-        model: a `ModelSpec` (an MLP with Bernoulli/Gaussian dropout takes the fast
-            batched path) or a factory ``build(input_shape, n_outputs, *, input_rate,
+        model: a `ModelSpec` (MLPs and CNNs with Bernoulli/Gaussian dropout, and CNNs
+            with spatial dropout, take the stacked path; other variants train member by
+            member) or a factory ``build(input_shape, n_outputs, *, input_rate,
             hidden_rate) -> nn.Module``.
         data: a ``droplab.data.Dataset`` (``x_train, y_train, x_val, y_val, x_test,
             y_test, task, input_shape, n_outputs``).
         members: one `MemberConfig` per member (seed, rates, per-member overrides).
         cfg: the shared recipe.
         device: ``"cpu"``, ``"cuda"``, ... (data is moved there).
-        extra_loss: fast path only; ``extra_loss(hidden, weight, logits, keep) -> (K,)``
+        extra_loss: stacked path only; ``extra_loss(hidden, weight, logits, keep) -> (K,)``
             added to each member's mean training loss, with ``hidden`` (K, B, H) the last
-            hidden activations before that slot's dropout, ``weight`` (K, O, H) the output
+            hidden activations before that slot's dropout (CNN: the flattened last conv
+            features), ``weight`` (K, O, H) the output
             layer's weights, ``logits`` (K, B, O), ``keep`` (K,) the members' keep of the
             last hidden slot.
 
@@ -127,8 +129,8 @@ def fit(
     else:
         if extra_loss is not None:
             raise ValueError(
-                "extra_loss needs the fast path: model=ModelSpec('mlp', ...) with "
-                "Bernoulli or Gaussian dropout"
+                "extra_loss needs the stacked path: model=ModelSpec('mlp' or 'cnn1d'/'cnn2d', "
+                "...) with Bernoulli or Gaussian dropout"
             )
         if isinstance(model, ModelSpec):
             spec = model
