@@ -35,6 +35,10 @@ class UsageError(Exception):
     """A mistake of the user: one line, exit code 2."""
 
 
+class ReportFailed(Exception):
+    """Rendering the report raised (a bug, not a user error): exit code 1."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -250,12 +254,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         store.close()
         _on_sigterm(previous)
 
-    report_path = (
-        None if args.no_report else _render_report(args.store, _out_dir(args), print_tables=False)
-    )
+    report_path, report_failed = None, False
+    if not args.no_report:
+        try:
+            report_path = _render_report(args.store, _out_dir(args))
+        except ReportFailed as e:
+            print(e, file=sys.stderr)
+            report_failed = True
     print(f"results: {args.store}")
     if report_path is not None:
         print(f"report:  {report_path}")
+    if report_failed:
+        return 1
     if failed_total:
         print(
             f"droplab: {failed_total} trials failed (see `droplab status`); "
@@ -324,8 +334,13 @@ def _print_verdicts(store: Any, chosen: list[Any], preset: str) -> None:
         print(f"  {study.name}: {findings.verdict}")
 
 
-def _render_report(store_path: Path, out_dir: Path, *, print_tables: bool = True) -> Path | None:
-    """The report via ``droplab.report.render``; if that package is missing, the tables."""
+def _render_report(store_path: Path, out_dir: Path) -> Path | None:
+    """The report via ``droplab.report.render`` (its index.html), or None when that package
+    is missing and the tables were printed instead.
+
+    Raises:
+        ReportFailed: rendering raised; the message says where the results are.
+    """
     try:
         from droplab.report import render
     except ImportError as e:
@@ -334,10 +349,15 @@ def _render_report(store_path: Path, out_dir: Path, *, print_tables: bool = True
         print("(droplab.report is not available: printing the tables instead)")
         _print_all_tables(store_path)
         return None
-    path = render(store_path, out_dir)
-    if print_tables:
-        print(f"report: {path}")
-    return Path(path)
+    try:
+        return Path(render(store_path, out_dir))
+    except Exception as e:  # the results are safe in the store; say so instead of a traceback
+        if os.environ.get("DROPLAB_TRACEBACK"):
+            raise
+        raise ReportFailed(
+            f"droplab: the report failed ({_one_line(e)}); the results are in {store_path}, "
+            "`droplab results STUDY` prints them"
+        ) from None
 
 
 def _print_all_tables(store_path: Path) -> None:
@@ -346,7 +366,10 @@ def _print_all_tables(store_path: Path) -> None:
     with _open_store(store_path, readonly=True) as store:
         for name in store.studies():
             if name in studies.REGISTRY:
-                _print_results(store, studies.REGISTRY[name], None)
+                try:
+                    _print_results(store, studies.REGISTRY[name], None)
+                except UsageError as e:  # e.g. only failed trials so far
+                    print(f"{name}: {e}\n")
 
 
 # -- list / status / results / report ----------------------------------------------------
@@ -432,7 +455,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     with _open_store(args.store, readonly=True):
         pass  # a clear error now for a missing or broken store
     t0 = time.time()
-    path = _render_report(args.store, _out_dir(args), print_tables=False)
+    try:
+        path = _render_report(args.store, _out_dir(args))
+    except ReportFailed as e:
+        print(e, file=sys.stderr)
+        return 1
     if path is not None:
         print(f"report: {path} ({time.time() - t0:.1f} s)")
     return 0

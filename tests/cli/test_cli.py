@@ -3,6 +3,8 @@ and one-line errors with exit code 2."""
 
 from __future__ import annotations
 
+import sys
+
 import fake_study
 import pytest
 
@@ -118,3 +120,26 @@ def test_a_second_run_on_a_locked_store_refuses(tmp_path, capsys, fake):
     with RunLock(store):
         code, _, err = run_cli(capsys, "run", "fake", "--preset", "quick", "--store", store)
     assert code == 2 and "another `droplab run`" in err and "is writing to" in err
+
+
+def test_report_without_the_report_package_prints_tables(tmp_path, capsys, fake, monkeypatch):
+    store = tmp_path / "r.db"
+    assert (
+        run_cli(capsys, "run", "fake", "--preset", "quick", "--store", store, "--no-report")[0] == 0
+    )
+    monkeypatch.setitem(sys.modules, "droplab.report", None)  # as if it were not installed
+    code, out, _ = run_cli(capsys, "report", "--store", store)
+    assert code == 0 and "printing the tables instead" in out and "verdict: arm b lowers" in out
+
+
+def test_a_failing_report_exits_1_and_points_at_the_results(tmp_path, capsys, fake, monkeypatch):
+    import droplab.report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(droplab.report, "render", broken)
+    store = tmp_path / "r.db"
+    code, out, err = run_cli(capsys, "run", "fake", "--preset", "quick", "--store", store)
+    assert code == 1 and "the report failed (boom); the results are in" in err
+    assert f"results: {store}" in out and "Traceback" not in err
