@@ -19,7 +19,8 @@ and ``"classifier"`` (only after the last conv layer, feeding the classifier). N
 MNIST-1D CNN of Greydanus (2020) (three conv layers of 25 channels, kernels 5/3/3,
 stride 2) and a two-layer CNN2d on the 8x8 digits images (stride 1). Input rate 0.
 
-Training. CNNs train through the generic (per-member) path of ``droplab.train.fit``:
+Training. CNNs train through the generic (per-member) path of ``droplab.train.fit``
+(member by member, so the presets are small; ``standard`` evaluates every 2nd epoch):
 Adam, cross-entropy, a fixed epoch budget, weights of the best-validation-loss epoch,
 deterministic test metrics. For a seed, every arm of a net shares the initialization
 (dropout layers have no parameters) and the batch order: arms are paired by seed.
@@ -82,15 +83,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 3,
         "batch_size": 64,
         "lr": 3e-3,
+        "eval_every": 1,
     },
     "standard": {
         "seeds": [0, 1, 2, 3],
         "nets": [_MNIST1D, _DIGITS],
         "placements": ["conv", "classifier"],
         "rates": [0.1, 0.3],
-        "epochs": 15,
+        "epochs": 12,
         "batch_size": 100,
         "lr": 2e-3,
+        "eval_every": 2,
     },
     "full": {
         "seeds": list(range(10)),
@@ -100,6 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 60,
         "batch_size": 100,
         "lr": 1e-3,
+        "eval_every": 1,
     },
 }
 
@@ -125,6 +129,7 @@ def trials(preset: str) -> list[Trial]:
                 "epochs": p["epochs"],
                 "batch_size": p["batch_size"],
                 "lr": p["lr"],
+                "eval_every": p["eval_every"],
                 "data_seed": 0,
             }
             out.extend(Trial("conv", config, s, preset) for s in p["seeds"])
@@ -150,7 +155,9 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
         stride=c["stride"],
         block_size=c["block_size"],
     )
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"])
+    cfg = TrainConfig(
+        epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], eval_every=c["eval_every"]
+    )
     members = [MemberConfig(seed=t.seed, hidden_rate=c["rate"]) for t in group]
     result = fit(spec, ds, members, cfg, device=device)
     return [{"metrics": m.metrics, "curves": m.curves} for m in result.members]

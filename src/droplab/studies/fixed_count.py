@@ -71,6 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 3e-3,
         "grad_batch": 64,
         "grad_samples": 60,
+        "eval_every": 1,
     },
     "standard": {
         "seeds": [0, 1, 2, 3, 4],
@@ -82,6 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "grad_batch": 100,
         "grad_samples": 300,
+        "eval_every": 2,
     },
     "full": {
         "seeds": list(range(10)),
@@ -93,6 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "grad_batch": 100,
         "grad_samples": 1000,
+        "eval_every": 1,
     },
 }
 
@@ -100,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def trials(preset: str) -> list[Trial]:
     """One trial per (variant, rate, seed)."""
     p = PRESETS[preset]
-    base = {k: p[k] for k in ("dataset", "epochs", "batch_size", "lr", "grad_batch")}
+    base = {k: p[k] for k in ("dataset", "epochs", "batch_size", "lr", "grad_batch", "eval_every")}
     base.update(widths=list(p["widths"]), grad_samples=p["grad_samples"], data_seed=0)
     return [
         Trial("fixed-count", {**base, "variant": v, "rate": r}, s, preset)
@@ -130,7 +133,9 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
     ds = dl_data.load(c["dataset"], seed=c["data_seed"])
     widths, rate = tuple(c["widths"]), c["rate"]
     specs = {v: ModelSpec("mlp", widths=widths, dropout=v) for v in VARIANTS}
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"])
+    cfg = TrainConfig(
+        epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], eval_every=c["eval_every"]
+    )
     out: list[dict[str, Any]] = [{} for _ in group]
     modules: dict[tuple[str, int], Any] = {}
     for v in VARIANTS:

@@ -82,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 2e-3,
         "grad_batch": 64,
         "grad_samples": 80,
+        "eval_every": 1,
     },
     "standard": {
         "seeds": [0, 1, 2, 3, 4],
@@ -93,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "grad_batch": 100,
         "grad_samples": 400,
+        "eval_every": 2,
     },
     "full": {
         "seeds": list(range(10)),
@@ -104,6 +106,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "grad_batch": 100,
         "grad_samples": 2000,
+        "eval_every": 1,
     },
 }
 
@@ -111,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def trials(preset: str) -> list[Trial]:
     """One trial per (variant, rate, seed)."""
     p = PRESETS[preset]
-    base = {k: p[k] for k in ("dataset", "epochs", "batch_size", "lr", "grad_batch")}
+    base = {k: p[k] for k in ("dataset", "epochs", "batch_size", "lr", "grad_batch", "eval_every")}
     base.update(widths=list(p["widths"]), grad_samples=p["grad_samples"], data_seed=0)
     return [
         Trial("gaussian", {**base, "variant": v, "rate": r}, s, preset)
@@ -176,7 +179,9 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
     ds = dl_data.load(c["dataset"], seed=c["data_seed"])
     widths = tuple(c["widths"])
     spec = ModelSpec("mlp", widths=widths)
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"])
+    cfg = TrainConfig(
+        epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], eval_every=c["eval_every"]
+    )
     members = [
         MemberConfig(seed=t.seed, hidden_rate=t.config["rate"], dropout=t.config["variant"])
         for t in group
