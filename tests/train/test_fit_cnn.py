@@ -30,6 +30,13 @@ CASES = [
     (ModelSpec("cnn1d", widths=(4, 5, 3)), None),
     (ModelSpec("cnn1d", widths=(4, 3), dropout="spatial"), None),
     (ModelSpec("cnn2d", widths=(3, 4), kernel_sizes=(3, 3), stride=1), (1, 3, 4)),
+    (
+        ModelSpec(
+            "cnn1d", widths=(4, 3), kernel_sizes=(3, 3), stride=1, dropout="dropblock", block_size=3
+        ),
+        None,
+    ),
+    (ModelSpec("cnn2d", widths=(3,), stride=1, dropout="dropblock", block_size=2), (1, 3, 4)),
 ]
 
 
@@ -56,7 +63,7 @@ def test_cnn_learns(tiny):
     assert res.members[0].metrics["test_acc"] > 0.5  # chance is ~1/3
 
 
-def test_dropblock_takes_the_generic_path(tiny):
-    spec = ModelSpec("cnn2d", widths=(3,), dropout="dropblock", block_size=1, stride=1)
+def test_fixed_count_cnn_takes_the_generic_path(tiny):
+    spec = ModelSpec("cnn2d", widths=(3,), dropout="fixed-count", stride=1)
     res = fit(spec, _image(tiny, (1, 3, 4)), [MemberConfig(seed=0, hidden_rate=0.2)], CFG)
     assert res.path == "generic"

@@ -12,7 +12,7 @@ from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_drop
 RATES = [0.0, 0.3, 0.5, 0.8]
 
 
-def _noise(backend, rates=RATES, gaussian=None, spatial=None, seeds=None):
+def _noise(backend, rates=RATES, gaussian=None, spatial=None, seeds=None, blocks=None):
     seeds = seeds or list(range(len(rates)))
     return MemberNoise(
         seeds,
@@ -21,6 +21,7 @@ def _noise(backend, rates=RATES, gaussian=None, spatial=None, seeds=None):
         scaling="inverted",
         device=torch.device("cpu"),
         spatial=spatial,
+        blocks=blocks,
         backend=backend,
     )
 
@@ -92,3 +93,38 @@ def test_fused_relu_dropout_matches_composition(backend):
     torch.testing.assert_close(y1, y2)
     torch.testing.assert_close(g1, g2)
     assert not fusable(_noise(backend, gaussian=[False, True, False, False]), 0)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_drop_block_rate_and_mean(backend):
+    """Dropped fraction = rate and E[y] = x, per member (exact gamma of drop_block)."""
+    b = 3
+    x = torch.ones(3, 60, 8, 13, 7)  # (K, B, C, H, W), H != W
+    noise = _noise(backend, rates=[0.0, 0.2, 0.5], blocks=[b])
+    noise.advance()
+    y = batched_dropout(x, noise, 0)
+    n = x[0].numel()
+    assert torch.equal(y[0], x[0])
+    for k, r in ((1, 0.2), (2, 0.5)):
+        dropped = (y[k] == 0).float().mean().item()
+        # units within a block window are correlated: Var(fraction) <= (2b-1)^2 r(1-r)/n,
+        # bound = 5 sigma of that
+        assert abs(dropped - r) <= 5 * (2 * b - 1) * math.sqrt(r * (1 - r) / n)
+        assert abs(y[k].mean().item() - 1) <= 5 * (2 * b - 1) * math.sqrt(r / (1 - r) / n)
+    # zeros come in blocks: every dropped unit lies inside a fully dropped b x b window
+    F = torch.nn.functional
+    z = (y[2] == 0).float().reshape(-1, 1, 13, 7)  # (B*C, 1, H, W)
+    full = (F.avg_pool2d(z, b, stride=1) > 1 - 1e-6).float()  # window starts, all dropped
+    covered = F.max_pool2d(F.pad(full, (b - 1,) * 4), b, stride=1)  # (B*C, 1, H, W)
+    assert z.sum() > 0 and bool((covered >= z).all())
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_drop_block_member_independent_of_batch(backend):
+    x = torch.randn(2, 5, 3, 9)
+    batch = _noise(backend, rates=[0.3, 0.4], seeds=[7, 8], blocks=[2])
+    batch.advance()
+    yb = batched_dropout(x, batch, 0)
+    alone = _noise(backend, rates=[0.4], seeds=[8], blocks=[2])
+    alone.advance()
+    torch.testing.assert_close(batched_dropout(x[1:], alone, 0)[0], yb[1])

@@ -74,10 +74,10 @@ class FitResult:
 
 def _use_fast(model, members) -> bool:
     """The stacked path covers MLPs and CNNs with Bernoulli/Gaussian dropout (per member),
-    and CNNs with spatial dropout; other variants train member by member."""
+    and CNNs with spatial dropout or DropBlock; other variants train member by member."""
     if not isinstance(model, ModelSpec):
         return False
-    if model.kind != "mlp" and model.dropout == "spatial":
+    if model.kind != "mlp" and model.dropout in ("spatial", "dropblock"):
         return all(m.dropout is None for m in members)
     return all((m.dropout or model.dropout) in ("bernoulli", "gaussian") for m in members)
 
@@ -95,7 +95,7 @@ def fit(
 
     Args:
         model: a `ModelSpec` (MLPs and CNNs with Bernoulli/Gaussian dropout, and CNNs
-            with spatial dropout, take the stacked path; other variants train member by
+            with spatial dropout or DropBlock, take the stacked path; other variants train member by
             member) or a factory ``build(input_shape, n_outputs, *, input_rate,
             hidden_rate) -> nn.Module``.
         data: a ``droplab.data.Dataset`` (``x_train, y_train, x_val, y_val, x_test,
@@ -175,6 +175,7 @@ def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
             scaling=spec.scaling,
             device=device,
             spatial=noise.spatial,
+            blocks=noise.blocks,
             stream="mc",
             backend=noise.backend,
         )

@@ -390,11 +390,13 @@ def fit_stacked(
     rates = member_rates(net, members)
     gauss = [(m.dropout or spec.dropout) == "gaussian" for m in members]
     spatial = spec.kind != "mlp" and spec.dropout == "spatial"
+    dropblock = spec.kind != "mlp" and spec.dropout == "dropblock"
     noise = MemberNoise(
         [m.seed for m in members],
         rates,
         gauss,
         spatial=[spatial and j > 0 for j in range(len(rates))],
+        blocks=[spec.block_size if dropblock and j > 0 else None for j in range(len(rates))],
         scaling=spec.scaling,
         device=device,
         dtype=x_tr.dtype,

@@ -47,6 +47,8 @@ class MemberNoise:
         scaling: ``"inverted"`` (kept units scaled by 1/keep in training) or ``"classic"``.
         spatial: per slot, True to share one mask value over the spatial dims of a
             ``(K, B, C, *spatial)`` activation (spatial dropout, Tompson et al. 2015).
+        blocks: per slot, a DropBlock block size (Ghiasi et al. 2018) or None; the slot
+            then drops blocks with :func:`droplab.functional.drop_block`'s math.
         stream: the rng stream name (``"masks"`` for training, ``"mc"`` for MC evaluation).
         backend: ``"auto"`` (kernel when available), ``"kernel"`` or ``"torch"``.
 
@@ -64,6 +66,7 @@ class MemberNoise:
         device: torch.device,
         dtype: torch.dtype = torch.float32,
         spatial: list[bool] | None = None,
+        blocks: list[int | None] | None = None,
         stream: str = "masks",
         backend: str = "auto",
     ) -> None:
@@ -79,6 +82,8 @@ class MemberNoise:
         self.gaussian = list(gaussian)
         self.rates = [list(map(float, r)) for r in rates]
         self.spatial = list(spatial) if spatial is not None else [False] * len(rates)
+        self.blocks = list(blocks) if blocks is not None else [None] * len(rates)
+        self._block_cache: dict = {}
         if self.backend == "torch":
             self.gens = [rng.generator(s, stream, device=self.device) for s in seeds]
         self.member_seeds = torch.tensor([rng.derive(s, stream) for s in seeds], dtype=torch.int64)
@@ -145,6 +150,8 @@ def batched_dropout(x: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Ten
     s = noise.slots[slot]
     if not s["any"]:
         return x
+    if noise.blocks[slot] is not None:
+        return _batched_drop_block(x, noise, slot)
     nd = x.dim()
     bdims = tuple(range(3, nd)) if noise.spatial[slot] else ()
     if noise.backend == "kernel":
@@ -181,6 +188,50 @@ def batched_dropout(x: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Ten
         gmult = torch.addcmul(torch.ones_like(z), z, _col(s["sigma"], nd))
         mult = gmult if mult is None else torch.where(_col(noise.is_gauss, nd), gmult, mult)
     return x * mult
+
+
+def _batched_drop_block(x: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
+    """Member k's DropBlock at its rate, the math of ``functional.drop_block``: block
+    starts ~ Bernoulli(gamma_k) in the valid region, every unit of a started block
+    dropped, each unit rescaled by its own keep probability ``(1 - gamma_k)^c(u)``.
+    Shape: x (K, B, C, *spatial) -> same."""
+    from droplab import functional as dF
+
+    s = noise.slots[slot]
+    K, B, C = x.shape[:3]
+    spatial = tuple(x.shape[3:])
+    b = noise.blocks[slot]
+    blocks = (b,) * len(spatial) if isinstance(b, int) else tuple(b)
+    key = (slot, spatial, x.dtype, x.device)
+    if key not in noise._block_cache:
+        gammas, keep_probs = [], []
+        for k, rate in enumerate(noise.rates[slot]):
+            g = dF.drop_block_gamma(spatial, rate, blocks) if s["bern"][k] else 0.0
+            gammas.append(g)
+            keep_probs.append(dF.drop_block_keep_prob(spatial, g, blocks))  # (*spatial)
+        kp = torch.stack(keep_probs).to(x.device, x.dtype)  # (K, *spatial)
+        noise._block_cache[key] = (torch.tensor(gammas, dtype=torch.float64), kp)
+    gamma, kp = noise._block_cache[key]
+    valid = tuple(n - bb + 1 for n, bb in zip(spatial, blocks))
+    shape = (K, B, C, *valid)
+    nd = len(shape)
+    if noise.backend == "kernel":
+        offset = noise.counter * len(noise.slots) + slot
+        seeds = _kernels.bernoulli(
+            torch.ones(shape, dtype=x.dtype, device=x.device), _col(gamma, nd), 0, offset,
+            scaling="classic", member_seeds=noise.member_seeds,
+        )  # fmt: skip  # (K, B, C, *valid) in {0, 1}, 1 = a block starts here
+    else:
+        u = torch.ones(shape, dtype=x.dtype, device=x.device)  # inactive rows: never start
+        for k in range(K):
+            if s["bern"][k]:
+                u[k].uniform_(generator=noise.gens[k])
+        seeds = (u < _col(gamma.to(x.device, x.dtype), nd)).to(x.dtype)
+    pad = [p for bb in reversed(blocks) for p in (bb - 1, bb - 1)]
+    seeds = torch.nn.functional.pad(seeds.reshape(K * B, C, *valid), pad)
+    pool = torch.nn.functional.max_pool1d if len(spatial) == 1 else torch.nn.functional.max_pool2d
+    dropped = pool(seeds, kernel_size=blocks, stride=1).view(x.shape)  # 1 = dropped
+    return x * ((1.0 - dropped) / kp.view(K, 1, 1, *spatial))
 
 
 def fusable(noise: MemberNoise, slot: int) -> bool:
