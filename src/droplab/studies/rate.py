@@ -268,6 +268,7 @@ def _heatmaps(table: pd.DataFrame) -> Any:
         )
         ax.grid(False)
         fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle("* best cell;  ≈ not significantly worse than it (paired 95% CI over seeds)")
     return fig
 
 
