@@ -95,6 +95,7 @@ def test_sigkill_at_10_random_moments_resumes_to_the_uninterrupted_table(zygote,
             assert finished.get(h) == content, f"finished trial {h} changed after {moments[-1]}"
         kept = finished
     assert len(kept) < 4 * n_groups  # the kills interrupted the sweep for real
+    print(f"sigkill moments: {moments}; finished before the last resume: {len(kept)}")
 
     final = zygote.run(run_argv(db), env=env)
     assert final.code == 0, final.err
@@ -186,6 +187,7 @@ def _fill_then_resume(zygote, db: Path, expected: pd.DataFrame, free_space, **li
     assert str(db) in line and "disk full" in line and "run the same command again" in line
     finished = check_rows(db)  # every trial finished before the disk filled up survived
     assert 0 < len(finished) < 48
+    print(f"disk full: {len(finished)} finished trials survived ({line})")
     free_space()
     resumed = zygote.run(run_argv(db))
     assert resumed.code == 0, resumed.err

@@ -154,11 +154,11 @@ class Input:
 
 
 @st.composite
-def inputs(draw, min_rank: int = 0, max_rank: int = 4, max_size: int = 5):
+def inputs(draw, min_rank: int = 0, max_rank: int = 4, max_size: int = 5, min_size: int = 1):
     rank = draw(st.integers(min_rank, max_rank))
     shape = tuple(draw(st.integers(0, max_size)) for _ in range(rank))
     if draw(st.integers(0, 3)) > 0:  # mostly non-empty shapes
-        shape = tuple(max(1, s) for s in shape)
+        shape = tuple(max(min_size, s) for s in shape)
     kind = draw(st.sampled_from(["float"] * 30 + ["int", "bool", "complex", "list", "ndarray"]))
     seed = draw(st.integers(0, 2**31 - 1))
     device = draw(st.sampled_from(DEVICES))
@@ -593,9 +593,8 @@ def test_fuzz_spatial_dropout(data):
 @fuzz_settings(100)
 @given(data=st.data())
 def test_fuzz_drop_block(data):
-    inp = data.draw(
-        st.one_of(inputs(min_rank=3, max_rank=4, max_size=6), inputs(max_rank=5, max_size=6))
-    )
+    maps = inputs(min_rank=3, max_rank=4, max_size=6, min_size=3)  # (N, C, L), (N, C, H, W)
+    inp = data.draw(st.one_of(maps, maps, maps, inputs(max_rank=5, max_size=6)))
     kw = data.draw(rate_kwargs())
     rate_arg = kw.pop("rate", 0.3 if "keep" not in kw else None)
     block = data.draw(
