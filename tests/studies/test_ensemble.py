@@ -82,3 +82,14 @@ def test_changing_the_data_changes_the_verdict(frame):
     assert "(better NLL)" in good and "(worse NLL)" in bad
     assert f"ensemble of M={M} no-dropout nets is better than" in good
     assert f"ensemble of M={M} no-dropout nets is worse than" in bad
+
+
+def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
+    f = frame.copy()
+    metrics = [c for c in f.columns if c.startswith(("test_", "ws_", "mc_", "prune_"))]
+    f.loc[0, "status"] = "failed"
+    f.loc[0, "error"] = "RuntimeError: boom"
+    f.loc[0, metrics] = float("nan")
+    out = STUDY.analyze(f)
+    assert len(out.failed) == 1 and "boom" in out.failed[0]
+    assert out.verdict and "No finished" not in out.verdict

@@ -64,3 +64,14 @@ def test_penalty_is_monotone_in_rate():
     rates = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9]
     coef = [penalty_coefficient(r) for r in rates]
     assert coef == sorted(coef) and coef[0] == 0.0 and coef[3] == pytest.approx(1.0)
+
+
+def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
+    f = frame.copy()
+    metrics = [c for c in f.columns if c.startswith(("test_", "ws_", "mc_", "prune_"))]
+    f.loc[0, "status"] = "failed"
+    f.loc[0, "error"] = "RuntimeError: boom"
+    f.loc[0, metrics] = float("nan")
+    out = STUDY.analyze(f)
+    assert len(out.failed) == 1 and "boom" in out.failed[0]
+    assert out.verdict and "No finished" not in out.verdict

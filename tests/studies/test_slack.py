@@ -67,3 +67,14 @@ def test_changing_the_data_changes_the_verdict(frame):
     assert STUDY.analyze(more).verdict.startswith("The note's picture holds:")
     assert "(|w| < 0.1 rms) in 1 of 1" in STUDY.analyze(more).verdict
     assert STUDY.analyze(less).verdict.startswith("The note's picture does not hold")
+
+
+def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
+    f = frame.copy()
+    metrics = [c for c in f.columns if c.startswith(("test_", "ws_", "mc_", "prune_"))]
+    f.loc[0, "status"] = "failed"
+    f.loc[0, "error"] = "RuntimeError: boom"
+    f.loc[0, metrics] = float("nan")
+    out = STUDY.analyze(f)
+    assert len(out.failed) == 1 and "boom" in out.failed[0]
+    assert out.verdict and "No finished" not in out.verdict

@@ -170,16 +170,17 @@ def _finished(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _failed(frame: pd.DataFrame) -> list[str]:
+    """One line per trial that did not finish: its cell, seed, status and error."""
     bad = frame[frame["status"] != "finished"]
-    return (
-        [
-            f"{r.dataset}/{r.net} hidden {r.hidden_rate} input {r.input_rate} seed {r.seed}: "
-            f"{r.status} {'' if pd.isna(r.get('error')) else r.get('error')}".strip()
-            for r in bad.itertuples()
-        ]
-        if len(bad) and {"dataset", "net"} <= set(bad.columns)
-        else []
-    )
+    out = []
+    for r in bad.to_dict("records"):
+        error = r.get("error")
+        out.append(
+            f"{r.get('dataset')}/{r.get('net')} hidden {r.get('hidden_rate')} input "
+            f"{r.get('input_rate')} seed {r.get('seed')}: {r.get('status')}"
+            + ("" if error is None or pd.isna(error) else f" {error}")
+        )
+    return out
 
 
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
