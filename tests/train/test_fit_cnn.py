@@ -67,3 +67,17 @@ def test_fixed_count_cnn_takes_the_generic_path(tiny):
     spec = ModelSpec("cnn2d", widths=(3,), dropout="fixed-count", stride=1)
     res = fit(spec, _image(tiny, (1, 3, 4)), [MemberConfig(seed=0, hidden_rate=0.2)], CFG)
     assert res.path == "generic"
+
+
+def test_cnn_with_a_gaussian_member(tiny):
+    spec = ModelSpec("cnn1d", widths=(4, 3), kernel_sizes=(3, 3))
+    members = [
+        MemberConfig(seed=0, hidden_rate=0.3),
+        MemberConfig(seed=1, hidden_rate=0.3, dropout="gaussian"),
+    ]
+    batched = fit(spec, tiny, members, CFG)
+    assert batched.path == "fast"
+    alone = fit(spec, tiny, members[1:], CFG)
+    for a, b in zip(batched.module(1).parameters(), alone.module(0).parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert any(type(m).__name__ == "GaussianDropout" for m in batched.module(1))
