@@ -132,3 +132,25 @@ def test_quick_preset_runs_end_to_end(tmp_path):
     assert "MNIST-1D" in findings.verdict and "digits" in findings.verdict
     assert not any(math.isnan(x) for x in findings.table["d_test_error"])
     assert findings.failed == []
+
+
+def test_an_older_recipe_in_the_store_forms_its_own_cells(tmp_path):
+    shifts = dict.fromkeys(
+        [("mnist1d", 400), ("mnist1d", 3600), ("digits", 300), ("digits", 1294)], (-0.03, 0.0)
+    )
+    with _synthetic_store(tmp_path, shifts) as store:
+        clean = STUDY.findings(store.frame("effect")).table
+        old = []
+        for t in STUDY.expand("quick"):  # same cells and seeds, other epochs, other results
+            config = {**t.config, "epochs": t.config["epochs"] + 1}
+            err = 0.9 if t.config["arm"] == "dropout" else 0.1
+            old.append(
+                effect.Trial("effect", config, t.seed, "quick").record(
+                    status="finished", metrics={"test_error": err, "best_epoch": 1.0}
+                )
+            )
+        store.record(old)
+        mixed = STUDY.findings(store.frame("effect")).table
+    assert len(mixed) == 2 * len(clean)
+    merged = mixed.merge(clean, on=["dataset", "n_train", "epochs"], suffixes=("", "_clean"))
+    assert np.allclose(merged["d_test_error"], merged["d_test_error_clean"])
