@@ -47,7 +47,8 @@ def test_quick_runs_and_verdict_comes_from_the_store(frame):
     lin = f.extra_tables["linear"]
     # dropout SGD reproduces the marginalized solution on every problem
     assert (lin["sgd_minus_marginal"].abs() < 0.02).all()
-    assert "matches the closed-form" in f.verdict
+    assert "matches the closed-form marginalized ridge" in f.verdict
+    assert "on 2 of 2 problems" in f.verdict
     tuned = f.table.set_index("arm")
     assert set(tuned.index) == {"none", "l2", "explicit", "noise", "dropout"}
     assert f"({tuned.loc['dropout', 'test_error_pct']:.1f}% error)" in f.verdict
@@ -70,7 +71,7 @@ def test_changing_the_data_changes_the_verdict(frame):
         "rmse_sgd",
         frame.loc[lin, "rmse_marginal"] + 0.1 + 0.01 * frame.loc[lin, "seed"],
     )
-    assert "does NOT match" in STUDY.analyze(off).verdict
+    assert "on 0 of 2 problems" in STUDY.analyze(off).verdict
     drop = frame["arm"] == "dropout"
     best = _with(frame, drop, "test_error", 0.001 * frame.loc[drop, "seed"])
     worst = _with(frame, drop, "test_error", 0.9 + 0.001 * frame.loc[drop, "seed"])

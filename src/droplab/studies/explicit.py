@@ -49,7 +49,10 @@ identity at test).
 
 Analysis. Linear: per problem the paired (same seed, same data) test-RMSE difference of
 dropout SGD vs the closed form and of dropout vs tuned ridge, with 95% Student-t CIs, and
-the relative parameter distance ``||w_sgd - w*|| / ||w*||``. MLP: at each rate r, paired
+the relative parameter distance ``||w_sgd - w*|| / ||w*||``. A finite SGD run is a
+slightly biased estimate of its limit (the averaging window still holds a little of the
+transient from w = 0), so equality is judged by equivalence: the CI of the difference
+within +-1% of the RMSE. MLP: at each rate r, paired
 by seed, the *explicit effect* err(none) - err(explicit r) and the *implicit effect*
 err(explicit r) - err(dropout r) (Wei et al.'s decomposition: dropout = explicit
 regularizer + mean-zero noise), and the noise-only effect err(none) - err(noise r). Then
@@ -153,6 +156,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
     },
 }
+
+#: "dropout SGD matches the closed form" when the CI of the paired test-RMSE difference
+#: lies within +- this fraction of the RMSE (an equivalence margin, not a point null).
+EQUIVALENCE_MARGIN = 0.01
 
 #: Linear tuning grids: dropout rates, and ridge lam / n (log-spaced).
 LINEAR_RATES = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
@@ -525,16 +532,21 @@ def analyze(frame: pd.DataFrame) -> Findings:
                 f"{r.problem}: {word} "
                 f"({fmt_ci(r.dropout_minus_ridge, r.dropout_minus_ridge_lo, r.dropout_minus_ridge_hi, digits=4)})"
             )
-        all_zero = all(
+        # equivalence, not a point null: the finite SGD run differs from its limit by
+        # a tiny systematic amount (the transient inside the averaging window), so
+        # "matches" = the 95% CI of the paired difference lies within +-1% of the RMSE
+        same = [
             not math.isnan(r.sgd_minus_marginal_lo)
-            and r.sgd_minus_marginal_lo <= 0 <= r.sgd_minus_marginal_hi
+            and max(abs(r.sgd_minus_marginal_lo), abs(r.sgd_minus_marginal_hi))
+            <= EQUIVALENCE_MARGIN * r.rmse_marginal
             for r in lt.itertuples()
-        )
+        ]
         parts.append(
-            f"Linear regression: dropout SGD with real masks "
-            f"{'matches' if all_zero else 'does NOT match'} the closed-form marginalized "
-            f"ridge in test RMSE on every problem ({'; '.join(eq)}); tuned dropout vs tuned "
-            f"plain ridge: {'; '.join(vs)}."
+            f"Linear regression: dropout SGD with real masks matches the closed-form "
+            f"marginalized ridge in test RMSE (95% CI of the paired difference within "
+            f"+-{EQUIVALENCE_MARGIN:.0%} of the RMSE) on {sum(same)} of {len(same)} problems "
+            f"({'; '.join(eq)}); tuned dropout vs tuned plain ridge (RMSE difference): "
+            f"{'; '.join(vs)}."
         )
         table = lt
     if len(mlp):
