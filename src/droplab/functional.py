@@ -279,7 +279,13 @@ def gaussian_sigma(
             "got none of them"
         )
     rate, keep = check_rate(rate, keep, allow_one=False)
-    return math.sqrt(rate / keep)
+    sigma = math.sqrt(rate / keep)
+    if not math.isfinite(sigma):  # keep below ~1e-308: rate / keep overflows
+        raise ValueError(
+            f"keep={keep!r} is too small for Gaussian dropout (sigma = sqrt(rate/keep) "
+            "overflows); give keep >= 1e-300 or sigma directly"
+        )
+    return sigma
 
 
 def gaussian_dropout(

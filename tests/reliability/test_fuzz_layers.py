@@ -63,7 +63,7 @@ class Invalid(Exception):
 
 # -- argument strategies -------------------------------------------------------------------
 
-VALID_PROBS = [0.0, 1.0, 0.5, 0.3, 1e-300, 1e-7, 1.0 - 1e-12, 0.999, 0, 1, np.float64(0.25)]
+VALID_PROBS = [0.0, 1.0, 0.5, 0.3, 1e-300, 5e-324, 1e-7, 1.0 - 1e-12, 0.999, 0, 1, np.float64(0.25)]
 INVALID_PROBS = [
     -0.1,
     1.5,
@@ -120,6 +120,15 @@ def resolve_rate(kw: dict, default: float | None, *, gaussian: bool = False) -> 
         return default, 1.0 - default
     r = prob(kw["rate"], "rate", allow_one=not gaussian)
     return r, 1.0 - r
+
+
+def gaussian_sigma_of(kw: dict) -> float:
+    """sigma = sqrt(rate / keep); a keep so small that it overflows is invalid."""
+    rate, keep = resolve_rate(kw, None, gaussian=True)
+    sigma = math.sqrt(rate / keep)
+    if not math.isfinite(sigma):
+        raise Invalid("sigma overflows")
+    return sigma
 
 
 @st.composite
@@ -471,8 +480,7 @@ def test_fuzz_gaussian_dropout(data):
                 raise Invalid("sigma")
             sigma = float(s)
         else:
-            rate, keep = resolve_rate(kw, None, gaussian=True)
-            sigma = math.sqrt(rate / keep)
+            sigma = gaussian_sigma_of(kw)
         if backend not in ("auto", "torch", "fast"):
             raise Invalid("backend")
         check_generator_choice(gchoice)
@@ -1003,6 +1011,73 @@ def test_fuzz_mc_predict(samples, has_dropout, batch):
     out = dl.mc_predict(net, x, samples=samples)
     assert out.shape == (samples, batch, 2) and torch.isfinite(out).all()
     assert net.training  # restored
+
+
+@fuzz_settings(60)
+@given(data=st.data())
+def test_fuzz_gaussian_sigma(data):
+    kw = data.draw(rate_kwargs())
+    if data.draw(st.booleans()):
+        kw["sigma"] = data.draw(st.one_of(st.sampled_from([0.0, 0.5, 1e30]), prob_values()))
+        if data.draw(st.booleans()):
+            kw = {"sigma": kw["sigma"]}
+    counts = COUNTS.setdefault("gaussian_sigma", Counter())
+    try:
+        if "sigma" in kw:
+            if any(kw.get(k) is not None for k in ("rate", "keep")):
+                raise Invalid("sigma with rate/keep")
+            s = kw["sigma"]
+            if not is_real(s) or not math.isfinite(float(s)) or float(s) < 0:
+                raise Invalid("sigma")
+            expected = float(s)
+        else:
+            expected = gaussian_sigma_of(kw)
+    except Invalid:
+        counts["invalid"] += 1
+        with pytest.raises((ValueError, TypeError)) as info:
+            F.gaussian_sigma(**kw)
+        assert str(info.value).strip()
+        return
+    counts["valid"] += 1
+    got = F.gaussian_sigma(**kw)
+    assert math.isfinite(got) and got >= 0
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+@fuzz_settings(30)
+@given(
+    returns=st.sampled_from(["gaussian", "dropout", "none", "string", "raises"]),
+    nested=st.booleans(),
+    training=st.booleans(),
+)
+def test_fuzz_replace_dropout(returns, nested, training):
+    def factory(rate):
+        if returns == "raises":
+            raise ValueError(f"no layer for rate {rate}")
+        return {
+            "gaussian": dl.GaussianDropout(rate),
+            "dropout": dl.Dropout(rate),
+            "none": None,
+            "string": "layer",
+        }[returns]
+
+    inner = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.2))
+    net = torch.nn.Sequential(inner, torch.nn.Dropout(0.4)) if nested else inner
+    net.train(training)
+    counts = COUNTS.setdefault("layers.replace_dropout", Counter())
+    if returns in ("none", "string", "raises"):
+        counts["invalid"] += 1
+        with pytest.raises((ValueError, TypeError)) as info:
+            dl.replace_dropout(net, factory)
+        assert str(info.value).strip()
+        return
+    counts["valid"] += 1
+    out = dl.replace_dropout(net, factory)
+    swapped = [m for m in out.modules() if dl.is_dropout(m)]
+    assert len(swapped) == (2 if nested else 1)
+    assert not any(type(m) is torch.nn.Dropout for m in out.modules())
+    assert all(m.training == training for m in swapped)
+    assert out(torch.ones(2, 3)).shape == (2, 3)
 
 
 def test_zz_report_counts():
