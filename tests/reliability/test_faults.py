@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -214,7 +215,11 @@ def test_disk_full_small_tmpfs_keeps_finished_trials(zygote, tmp_path, reference
     mnt = tmp_path / "small"
     mnt.mkdir()
     mount = ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)]
-    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or shutil.which("mount") is None
+        or subprocess.run(mount, capture_output=True).returncode != 0
+    ):
         pytest.skip("mounting a tmpfs needs root (the file-size-limit test covers disk full)")
     try:
 
