@@ -336,3 +336,24 @@ def test_gaussian_bad_sigma():
         kernels.gaussian(torch.ones(3), float("inf"), 0)
     with pytest.raises(TypeError, match="x must be"):
         kernels.gaussian(torch.ones(3, dtype=torch.int64), 0.5, 0)
+
+
+def test_import_without_numba_falls_back_with_one_notice():
+    # a fresh interpreter in which `import numba` fails, as on a machine without it
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings; sys.modules['numba'] = None\n"
+        "import torch; from droplab import kernels\n"
+        "assert kernels.backend_name() == 'torch'\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    a = kernels.bernoulli(torch.ones(1000), 0.5, 3)\n"
+        "    kernels.bernoulli(torch.ones(10), 0.5, 3)\n"
+        "assert sum('numba is not installed' in str(m.message) for m in w) == 1, w\n"
+        "print(int((a != 0).sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == int((kernels.bernoulli(torch.ones(1000), 0.5, 3) != 0).sum())

@@ -145,11 +145,18 @@ def _normal(out, base, k0, k1, g0, g1, n, t0, t1):
             )
 
 
-_JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=False)
-bernoulli = numba.njit(**_JIT)(_bernoulli)
-bits = numba.njit(**_JIT)(_bits)
-gaussian = numba.njit(**_JIT)(_gaussian)
-normal = numba.njit(**_JIT)(_normal)
+def _jit(fn):
+    """Compile lazily with an on-disk cache; without a writable cache dir, no cache."""
+    try:
+        return numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, error_model="numpy", fastmath=False)(fn)
+
+
+bernoulli = _jit(_bernoulli)
+bits = _jit(_bits)
+gaussian = _jit(_gaussian)
+normal = _jit(_normal)
 
 HUGE_MIN = 8 << 20  # outputs of at least 8 MiB get transparent huge pages
 _HUGE = 1 << 21
