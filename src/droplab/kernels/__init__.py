@@ -11,8 +11,9 @@ are identical for any number of threads, any chunking and every backend.
     backend_name(device="cpu") -> "numba" | "triton" | "torch"
 
 Backends: ``"numba"`` (CPU, float32/float64; a JIT, no C compiler needed), ``"triton"``
-(CUDA, when triton is installed) and ``"torch"`` (the same hash in plain torch integer
-ops: any device and dtype, slower). ``"auto"``/``"fast"`` pick the fastest available and
+(CUDA, when triton is installed) and ``"torch"`` (no compiler: the same hash with numpy
+uint32 loops on CPU or torch integer ops on other devices, then torch ops for the
+values; any device and dtype, slower). ``"compile"`` (torch.compile) is not implemented. ``"auto"``/``"fast"`` pick the fastest available and
 fall back to ``"torch"`` with a one-time warning when numba is missing. Bernoulli masks
 are bit-identical across backends; Gaussian noise agrees to float32 rounding of log/cos.
 
@@ -243,7 +244,7 @@ class _Plan:
     computes x * M. Otherwise M (mask shape, broadcast over x) is built, then multiplied.
     """
 
-    def __init__(self, kind, backend, p, mask_shape, x_shape, general=None, dtype=None):
+    def __init__(self, kind, backend, p, mask_shape, x_shape, general=None):
         self.kind, self.backend, self.p = kind, backend, p
         self.mask_shape, self.x_shape = mask_shape, x_shape
         self.general = general  # (thr tensor, mult tensor) / sigma tensor, rate's shape
