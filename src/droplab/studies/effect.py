@@ -382,8 +382,11 @@ def _verdict(table: pd.DataFrame, robust: pd.DataFrame) -> tuple[str, str]:
         what, unit = label[main]
         last = t.iloc[-1]
         d, lo, hi = (last[f"d_{main}{s}"] for s in ("", "_lo", "_hi"))
+        where = _label(dataset)
+        if _model != "mlp":
+            where += f" with your model ({_model[len(USER) :]})"
         text = (
-            f"On {_label(dataset)}, dropout (input 0.2, hidden 0.5) "
+            f"On {where}, dropout (input 0.2, hidden 0.5) "
             f"{_effect(d, lo, hi, what, unit)} at n={last.n_train}"
         )
         if main == "test_error" and len(robust):
