@@ -177,6 +177,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not studies.REGISTRY:
             raise UsageError("no studies are registered")
         chosen = list(studies.REGISTRY.values())
+        for module, why in studies.UNAVAILABLE.items():  # never skip a study silently
+            print(
+                f"droplab: warning: study module {module!r} is unavailable: {why}", file=sys.stderr
+            )
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.address and args.backend != "ray":
