@@ -141,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decays": [1e-4, 1e-3, 1e-2],
         "epochs": 30,
         "batch_size": 100,
-        "lr": 1e-3,
+        "lr": 3e-3,
     },
     "full": {
         "seeds": list(range(10)),
