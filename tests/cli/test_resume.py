@@ -12,12 +12,12 @@ from pathlib import Path
 
 import fake_study
 import pytest
-from conftest import FAKE_DIR
 
 from droplab import studies
 from droplab.cli import main
 from droplab.store import Store, StoreError
 
+FAKE_DIR = str(Path(__file__).parents[1] / "backends")  # where fake_study.py lives
 DROPLAB = [sys.executable, "-c", "import sys; from droplab.cli import main; sys.exit(main())"]
 
 
