@@ -245,7 +245,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     if done.empty:
         return Findings("conv", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed)
     table = arm_table(done)
-    parts, key_number = [], ""
+    parts, key_number, key_best = [], "", math.inf
     elementwise_helps = 0
     for (dataset, kind), t in table.groupby(["dataset", "kind"], sort=False):
         base = t[t["variant"] == "none"]
@@ -264,8 +264,12 @@ def analyze(frame: pd.DataFrame) -> Findings:
             )
             if v == "bernoulli":
                 elementwise_helps += helps
-                if not key_number:
-                    key_number = f"element-wise dropout, best setting on {dataset}: {diff} pts"
+                if best.vs_none_pts < key_best:  # the net where it does best
+                    key_best = best.vs_none_pts
+                    key_number = (
+                        f"element-wise dropout vs none, best setting ({dataset} {kind}, "
+                        f"{best.placement} {best.rate:g}): {diff} pts"
+                    )
         none_err = f"{base['test_error_pct'].iloc[0]:.1f}%" if len(base) else "n/a"
         parts.append(f"{dataset} {kind} (no dropout {none_err}): {'; '.join(texts)}")
     lead = (
