@@ -91,7 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rates": [0.1, 0.25, 0.5, 0.75],
         "epochs": 30,
         "batch_size": 100,
-        "lr": 1e-3,
+        "lr": 3e-3,
         "grad_batch": 100,
         "grad_samples": 400,
         "eval_every": 2,
