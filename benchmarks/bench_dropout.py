@@ -217,7 +217,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1M,16M,64M")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--members", type=int, default=8)
-    ap.add_argument("--epoch-repeats", type=int, default=3)
+    ap.add_argument("--epoch-repeats", type=int, default=2)
     args = ap.parse_args()
     device = torch.device(args.device)
     t0 = time.perf_counter()

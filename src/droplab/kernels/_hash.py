@@ -160,7 +160,10 @@ def bits_torch(
 
 
 def _col(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a), device=device).to(dtype)[:, None]  # (R, 1)
+    # via int64/float64 in numpy: uint32 tensors have few ops on some devices
+    a = np.asarray(a)
+    a = a.astype(np.int64) if a.dtype.kind in "ui" else a.astype(np.float64)
+    return torch.as_tensor(a, device=device).to(dtype)[:, None]  # (R, 1)
 
 
 _BLOCK = 1 << 15  # columns per block of the numpy path: temporaries stay in L1/L2
