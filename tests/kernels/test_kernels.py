@@ -357,3 +357,45 @@ def test_import_without_numba_falls_back_with_one_notice():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == int((kernels.bernoulli(torch.ones(1000), 0.5, 3) != 0).sum())
+
+
+# ------------------------------------------------------------ RowBernoulli (trainer path)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("scaling", ["inverted", "classic"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_bernoulli_is_bernoulli_of_relu(scaling, dtype):
+    K = 5
+    keep = [0.3, 0.5, 1.0, 0.9, 0.0]
+    seeds = torch.arange(K) * 11 + 2
+    z = torch.randn(K, 70, 33, dtype=dtype)
+    z[0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")])
+    rows = kernels.RowBernoulli(keep, seeds, scaling=scaling)
+    assert rows.supports(z)
+    y = rows.relu(z, 17)
+    ref = kernels.bernoulli(
+        torch.relu(z), torch.tensor(keep).view(K, 1, 1), 0, 17, scaling=scaling,
+        member_seeds=seeds, backend="torch",
+    )  # fmt: skip
+    assert torch.equal(y.nan_to_num(7.0), ref.nan_to_num(7.0))  # NaN stays NaN if kept
+    # backward: g * s_k where y > 0, the autograd gradient of bernoulli(relu(z))
+    zr = z.clone().requires_grad_(True)
+    up = torch.randn_like(z)
+    out = kernels.bernoulli(
+        torch.relu(zr), torch.tensor(keep, dtype=dtype).view(K, 1, 1), 0, 17,
+        scaling=scaling, member_seeds=seeds,
+    )  # fmt: skip
+    (want,) = torch.autograd.grad(out, zr, up)
+    got = rows.backward(up, y)
+    ok = ~torch.isnan(z)
+    assert torch.equal(got[ok], want[ok])
+
+
+def test_row_bernoulli_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="keep"):
+        kernels.RowBernoulli([0.5, 1.5], torch.arange(2), scaling="inverted")
+    with pytest.raises(ValueError, match="member_seeds"):
+        kernels.RowBernoulli([0.5, 0.5], torch.arange(3), scaling="inverted")
+    with pytest.raises(ValueError, match="scaling"):
+        kernels.RowBernoulli([0.5], torch.arange(1), scaling="both")

@@ -44,7 +44,7 @@ try:  # the compiled CPU backend is optional (extra "fast")
 except ImportError:  # pragma: no cover - exercised where numba is absent
     _numba = None
 
-__all__ = ["backend_name", "bernoulli", "gaussian"]
+__all__ = ["RowBernoulli", "backend_name", "bernoulli", "gaussian"]
 
 BACKENDS = ("auto", "fast", "numba", "triton", "torch")
 SCALINGS = ("inverted", "classic")
@@ -486,3 +486,90 @@ def gaussian(
         mult = np.full(rows, s) if form == "scalar" else np.asarray(s)
     p = Params(rows, n, base, k0, k1, mult=mult, g0=g0, g1=g1)
     return _run(x, _Plan("gaussian", backend, p, x.shape, x.shape, general))
+
+
+class RowBernoulli:
+    """Bernoulli masks with one keep probability per member row, set up once and applied
+    at many offsets: the batched trainer's ReLU + dropout, fused into one pass.
+
+    ``relu(z, offset)`` equals ``bernoulli(torch.relu(z), keep, 0, offset, scaling=...,
+    member_seeds=member_seeds)`` bit for bit (same keys, thresholds and multipliers), in
+    one pass over ``z`` instead of two and without the per-call argument checks;
+    ``backward(g, y)`` is its gradient read off the output, ``g * s_k`` where ``y > 0``
+    and 0 elsewhere (``y = relu(z) m s_k`` is positive exactly where ``z > 0`` and the
+    unit is kept, as ``s_k > 0``).
+
+    Args:
+        keep: P(keep) per member, K floats in [0, 1].
+        member_seeds: (K,) integer tensor, as in :func:`bernoulli`.
+        scaling: "inverted" (``s_k = 1 / keep_k``) or "classic" (``s_k = 1``).
+
+    ``supports(t)`` says whether the fused numba path can run on ``t`` (CPU, float32 or
+    float64, numba installed); callers fall back to :func:`bernoulli` otherwise.
+    """
+
+    def __init__(self, keep: Sequence[float], member_seeds: torch.Tensor, *, scaling: str) -> None:
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+        k = np.asarray(keep, dtype=np.float64)
+        if k.ndim != 1 or not bool(np.all((k >= 0) & (k <= 1))):
+            raise ValueError(f"keep must be K floats in [0, 1], got {k.tolist()}")
+        if member_seeds.shape != k.shape:
+            raise ValueError(
+                f"member_seeds must have shape ({k.size},) like keep, got "
+                f"{tuple(member_seeds.shape)}"
+            )
+        self.K = k.size
+        self.premixed = _hash.premix(member_seeds.detach().cpu().numpy())
+        self.thr = _hash.thresholds(k).astype(np.uint32)
+        self.mult = _hash.scales(k, scaling)
+        self._top = float(np.max(self.mult, initial=0.0))  # the largest multiplier
+        self._mult: dict[np.dtype, np.ndarray] = {}
+
+    @staticmethod
+    def supports(t: torch.Tensor) -> bool:
+        return _numba is not None and t.device.type == "cpu" and t.dtype in _NUMBA_DTYPES
+
+    def _m(self, dtype: np.dtype) -> np.ndarray:
+        if dtype not in self._mult:
+            self._mult[dtype] = self.mult.astype(dtype)
+        return self._mult[dtype]
+
+    def _wide(self, t: torch.Tensor) -> bool:
+        """Whether t's dtype cannot hold a multiplier (float32, keep < ~2.9e-39): the numba
+        loops would get inf and give NaN, so a float64 torch path runs instead."""
+        return _hash.mult_dtype(t.dtype, self._top) != t.dtype
+
+    def relu(self, z: torch.Tensor, offset: int) -> torch.Tensor:
+        """``dropout(relu(z))`` of member rows; z (K, ...) contiguous -> same shape."""
+        z2 = z.detach().contiguous().view(self.K, -1)  # (K, n)
+        n = z2.shape[1]
+        k0, k1 = _hash.keys(None, offset, premixed=self.premixed)
+        base = np.zeros(self.K, dtype=np.int64)
+        if self._wide(z2):
+            p = Params(self.K, n, base, k0, k1, thr=self.thr, mult=self.mult)
+            return _hash.bernoulli_torch(torch.relu(z2), p).view(z.shape)
+        out = _numba.empty(z2.shape, z2.dtype)
+        za, oa = z2.view(-1).numpy(), out.view(-1).numpy()
+        _numba.run(
+            _numba.relu_bernoulli, self.K, n, torch.get_num_threads(),
+            za, oa, base, k0, k1, self.thr, self._m(za.dtype), n,
+        )  # fmt: skip
+        return out.view(z.shape)
+
+    def backward(self, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``g * s_k`` where ``y > 0``, else 0; g, y (K, ...) -> same shape."""
+        g2 = g.detach().contiguous().view(self.K, -1)  # (K, n)
+        y2 = y.detach().contiguous().view(self.K, -1)
+        n = g2.shape[1]
+        if self._wide(g2):
+            m = torch.from_numpy(self.mult)[:, None]  # (K, 1) float64
+            zero = torch.zeros((), dtype=torch.float64)
+            return torch.where(y2 > 0, g2.double() * m, zero).to(g.dtype).view(g.shape)
+        out = _numba.empty(g2.shape, g2.dtype)
+        ga = g2.view(-1).numpy()
+        _numba.run(
+            _numba.positive_scale, self.K, n, torch.get_num_threads(),
+            ga, y2.view(-1).numpy(), out.view(-1).numpy(), self._m(ga.dtype), n,
+        )  # fmt: skip
+        return out.view(g.shape)

@@ -23,6 +23,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from droplab.kernels import _pool
 from droplab.kernels._hash import G32, MIX32_A, MIX32_B, TWO_PI_F32
 
 CHUNK = 1 << 15  # elements per task: fits L1/L2
@@ -56,6 +57,37 @@ def _hash32(typingctx, idx, k0, k1):
     return sig, codegen
 
 
+@intrinsic
+def _hash32s(typingctx, c0, j, k0, k1):
+    """``_hash32(c0 + j, k0, k1)`` for a segment whose counters c0..c0+j share their high
+    word: the high-word term is loop-invariant and the index arithmetic stays 32-bit."""
+    sig = types.uint32(types.int64, types.int64, types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        c0_, j_, a, b = args
+        c = lambda v: ir.Constant(_I32, v)  # noqa: E731
+
+        def mix(h):
+            h = builder.xor(h, builder.lshr(h, c(16)))
+            h = builder.mul(h, c(MIX32_A))
+            h = builder.xor(h, builder.lshr(h, c(15)))
+            h = builder.mul(h, c(MIX32_B))
+            return builder.xor(h, builder.lshr(h, c(15)))
+
+        lo = builder.add(builder.trunc(c0_, _I32), builder.trunc(j_, _I32))
+        hi = builder.trunc(builder.lshr(c0_, ir.Constant(ir.IntType(64), 32)), _I32)
+        h = mix(builder.xor(lo, a))
+        h = builder.xor(builder.xor(h, b), builder.mul(hi, c(G32)))
+        return mix(h)
+
+    return sig, codegen
+
+
+def _segment_end(c0, length):
+    # elements from counter c0 before the next multiple of 2**32 (at most length)
+    return min(length, (((c0 >> 32) + 1) << 32) - c0)
+
+
 def _bernoulli(x, out, base, k0, k1, thr, mult, n, t0, t1):
     # x, out: flat (R*n,); base int64, k0/k1/thr uint32, mult x.dtype: all (R,)
     nc = (n + CHUNK - 1) // CHUNK
@@ -68,12 +100,58 @@ def _bernoulli(x, out, base, k0, k1, thr, mult, n, t0, t1):
         tr = thr[r]
         m = mult[r]
         zero = m - m  # 0 in x's dtype (m is finite)
-        b0 = base[r] + s
-        xs = x[r * n + s : r * n + e]  # slices with a local index let LLVM vectorize
+        j0 = 0
+        while j0 < e - s:  # segments of constant high counter word (one, but at 2**32)
+            c0 = base[r] + s + j0
+            j1 = j0 + _segment_end(c0, e - s - j0)
+            xs = x[r * n + s + j0 : r * n + s + j1]  # local indices let LLVM vectorize
+            os = out[r * n + s + j0 : r * n + s + j1]
+            for j in range(j1 - j0):
+                h = _hash32s(c0, j, a, b)
+                os[j] = xs[j] * m if (h >> np.uint32(8)) < tr else zero
+            j0 = j1
+
+
+def _relu_bernoulli(x, out, base, k0, k1, thr, mult, n, t0, t1):
+    # out = relu(x) * mult where kept else 0: _bernoulli applied to relu(x), one pass
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in range(t0, t1):  # tasks t0..t1-1 of the R * nc (row, chunk) tasks
+        r = t // nc
+        s = (t % nc) * CHUNK
+        e = min(s + CHUNK, n)
+        a = k0[r]
+        b = k1[r]
+        tr = thr[r]
+        m = mult[r]
+        zero = m - m
+        j0 = 0
+        while j0 < e - s:  # segments of constant high counter word, as in _bernoulli
+            c0 = base[r] + s + j0
+            j1 = j0 + _segment_end(c0, e - s - j0)
+            xs = x[r * n + s + j0 : r * n + s + j1]
+            os = out[r * n + s + j0 : r * n + s + j1]
+            for j in range(j1 - j0):
+                h = _hash32s(c0, j, a, b)
+                v = xs[j]
+                v = zero if v <= zero else v  # relu; NaN stays NaN like torch.relu
+                os[j] = v * m if (h >> np.uint32(8)) < tr else zero
+            j0 = j1
+
+
+def _positive_scale(g, y, out, mult, n, t0, t1):
+    # out = g * mult where y > 0 else 0: the backward of relu + dropout read off the output
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in range(t0, t1):
+        r = t // nc
+        s = (t % nc) * CHUNK
+        e = min(s + CHUNK, n)
+        m = mult[r]
+        zero = m - m
+        gs = g[r * n + s : r * n + e]
+        ys = y[r * n + s : r * n + e]
         os = out[r * n + s : r * n + e]
         for j in range(e - s):
-            h = _hash32(b0 + j, a, b)
-            os[j] = xs[j] * m if (h >> np.uint32(8)) < tr else zero
+            os[j] = gs[j] * m if ys[j] > zero else zero
 
 
 def _bits(out, base, k0, k1, n, t0, t1):
@@ -85,10 +163,14 @@ def _bits(out, base, k0, k1, n, t0, t1):
         e = min(s + CHUNK, n)
         a = k0[r]
         b = k1[r]
-        b0 = base[r] + s
-        os = out[r * n + s : r * n + e]
-        for j in range(e - s):
-            os[j] = np.int32(_hash32(b0 + j, a, b) >> np.uint32(8))
+        j0 = 0
+        while j0 < e - s:  # segments of constant high counter word, as in _bernoulli
+            c0 = base[r] + s + j0
+            j1 = j0 + _segment_end(c0, e - s - j0)
+            os = out[r * n + s + j0 : r * n + s + j1]
+            for j in range(j1 - j0):
+                os[j] = np.int32(_hash32s(c0, j, a, b) >> np.uint32(8))
+            j0 = j1
 
 
 def _gaussian(x, out, base, k0, k1, g0, g1, sigma, n, t0, t1):
@@ -153,7 +235,10 @@ def _jit(fn):
         return numba.njit(nogil=True, error_model="numpy", fastmath=False)(fn)
 
 
+_segment_end = _jit(_segment_end)
 bernoulli = _jit(_bernoulli)
+relu_bernoulli = _jit(_relu_bernoulli)
+positive_scale = _jit(_positive_scale)
 bits = _jit(_bits)
 gaussian = _jit(_gaussian)
 normal = _jit(_normal)
@@ -177,35 +262,44 @@ _MADVISE = _madvise()
 _MADV_HUGEPAGE = 14
 
 
-def empty(shape, dtype: torch.dtype) -> torch.Tensor:
-    """A fresh CPU tensor; large ones are advised to use transparent huge pages.
+def _advise_huge(ptr: int, nbytes: int) -> None:
+    if _MADVISE is None or nbytes < HUGE_MIN:
+        return
+    start = (ptr + _HUGE - 1) & ~(_HUGE - 1)
+    end = (ptr + nbytes) & ~(_HUGE - 1)
+    if end > start:
+        _MADVISE(start, end - start, _MADV_HUGEPAGE)  # a hint: failure changes nothing
 
-    A fresh large output is mmap-ed by the allocator and first-touched by the kernel;
-    with 4 KiB pages its page faults cost several times the kernel itself (measured:
-    allocate+fill of 64 MiB 133 ms -> 32 ms with huge pages). The advice only concerns
-    this new buffer; set DROPLAB_NO_HUGEPAGES=1 to turn it off.
+
+def empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor for a kernel's output; large ones are reused buffers or huge pages.
+
+    A fresh large output is mmap-ed by the allocator and first-touched by the kernel,
+    and its page faults cost several times the kernel itself. Outputs of at least 8 MiB
+    come from ``_pool`` (a buffer whose tensors have all died is handed out again, so it
+    is not faulted in again); a newly allocated one is advised to use transparent huge
+    pages (allocate+fill of 64 MiB measured 133 ms -> 32 ms). ``DROPLAB_NO_HUGEPAGES=1``
+    turns the advice off, ``DROPLAB_KERNEL_POOL_MB=0`` the pool.
     """
+    out = _pool.empty(tuple(shape), dtype, advise=_advise_huge)
+    if out is not None:
+        return out
     out = torch.empty(shape, dtype=dtype)
-    nbytes = out.numel() * out.element_size()
-    if _MADVISE is not None and nbytes >= HUGE_MIN:
-        start = (out.data_ptr() + _HUGE - 1) & ~(_HUGE - 1)
-        end = (out.data_ptr() + nbytes) & ~(_HUGE - 1)
-        if end > start:
-            _MADVISE(start, end - start, _MADV_HUGEPAGE)  # a hint: failure changes nothing
+    _advise_huge(out.data_ptr(), out.numel() * out.element_size())
     return out
 
 
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+_threads: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 _pool_lock = threading.Lock()
 
 
 def _workers(n: int) -> ThreadPoolExecutor:
     """A thread pool with at least ``n`` workers, recreated after a fork."""
-    global _pool
+    global _threads
     with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] < n:
-            _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="droplab-kernels"))
-        return _pool[2]
+        if _threads is None or _threads[0] != os.getpid() or _threads[1] < n:
+            _threads = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="droplab-kernels"))
+        return _threads[2]
 
 
 def run(kernel, rows: int, n: int, threads: int, *args) -> None:
