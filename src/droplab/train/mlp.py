@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from droplab import rng
 from droplab.models.factory import ModelSpec, _slot_on
 from droplab.train.config import MemberConfig, TrainConfig, train_eval_stride
+from droplab.train.linear import stacked_linear
 from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_dropout
 from droplab.train.optim import StackedOptimizer
 from droplab.train.tracking import split_metrics
@@ -133,7 +134,7 @@ class StackedMLP:
             if not fused:
                 h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
             fused = False
-            h = torch.baddbmm(b[j], h, W[j])  # (K, B, out)
+            h = stacked_linear(h, W[j], b[j])  # (K, B, out)
             if j < len(W) - 1:
                 nxt = j + 1
                 if self.fuse and noise is not None and self.slot_on[nxt] and fusable(noise, nxt):
@@ -249,7 +250,7 @@ class StackedCNN:
             h = self.act(z).view(B, K, o, *z.shape[2:]).transpose(0, 1)  # (K, B, O, *sp')
         last_hidden = h.reshape(K, B, -1)  # (K, B, F)
         h = _apply_slot(h, n_conv, self.slot_on[n_conv], noise, eval_noise)
-        out = torch.baddbmm(b[-1], h.reshape(K, B, -1), W[-1])  # (K, B, n_outputs)
+        out = stacked_linear(h.reshape(K, B, -1), W[-1], b[-1])  # (K, B, n_outputs)
         return out, last_hidden
 
 

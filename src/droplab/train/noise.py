@@ -241,16 +241,43 @@ def fusable(noise: MemberNoise, slot: int) -> bool:
     return s["any"] and not any(s["gauss"])
 
 
+def _row_masks(noise: MemberNoise, slot: int, z: torch.Tensor):
+    """The slot's fused numba ReLU + dropout (``kernels.RowBernoulli``), or None where it
+    cannot run (torch backend, not CPU float32/64, spatial or DropBlock slots)."""
+    if (
+        noise.backend != "kernel"
+        or noise.spatial[slot]
+        or noise.blocks[slot] is not None
+        or not _kernels.RowBernoulli.supports(z)
+    ):
+        return None
+    s = noise.slots[slot]
+    if "rows" not in s:
+        s["rows"] = _kernels.RowBernoulli(
+            s["cpu_keep"].tolist(), noise.member_seeds, scaling=noise.scaling
+        )
+    return s["rows"]
+
+
+def _relu_dropout_forward(z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
+    rows = _row_masks(noise, slot, z)
+    if rows is None:
+        return batched_dropout(torch.relu(z), noise, slot)
+    return rows.relu(z, noise.counter * len(noise.slots) + slot)  # = batched_dropout's mask
+
+
 class _ReluDropout(torch.autograd.Function):
     """``y = dropout(relu(z))`` whose backward needs no mask: with ``y = relu(z) m s``
     (``m`` in {0, 1}, scale ``s > 0``), ``dy/dz = m s 1[z > 0] = s 1[y > 0]``, so the
     gradient is ``s * g`` where ``y > 0`` and 0 elsewhere, read off the saved output (which
-    the next layer's backward keeps anyway). No mask is stored or regenerated."""
+    the next layer's backward keeps anyway). No mask is stored or regenerated. On CPU
+    float32/64 both passes are single numba loops (``kernels.RowBernoulli``)."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
-        y = batched_dropout(torch.relu(z), noise, slot)  # grad mode is off in here
+        y = _relu_dropout_forward(z, noise, slot)  # grad mode is off in here
         s = noise.slots[slot]
+        ctx.rows = _row_masks(noise, slot, z)
         ctx.scale = _col(s["scale"], z.dim()) if noise.scaling == "inverted" else None
         ctx.save_for_backward(y)
         return y
@@ -258,6 +285,8 @@ class _ReluDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (y,) = ctx.saved_tensors
+        if ctx.rows is not None:
+            return ctx.rows.backward(g, y), None, None
         dz = torch.ops.aten.threshold_backward(g, y, 0)  # g where y > 0, else 0
         if ctx.scale is not None:
             dz = dz.mul_(ctx.scale)  # (K, B, H) * (K, 1, 1)
@@ -269,4 +298,4 @@ def relu_dropout(z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor
     ``_ReluDropout``); needs ``fusable(noise, slot)``. Shape: (K, B, H) -> (K, B, H)."""
     if torch.is_grad_enabled() and z.requires_grad:
         return _ReluDropout.apply(z, noise, slot)
-    return batched_dropout(torch.relu(z), noise, slot)
+    return _relu_dropout_forward(z, noise, slot)

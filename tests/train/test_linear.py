@@ -1,0 +1,48 @@
+"""stacked_linear: the same numbers as baddbmm, in either layout, forward and backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from droplab.train.linear import narrow, stacked_linear
+
+
+@pytest.mark.parametrize(
+    ("B", "I", "O"), [(20, 64, 10), (20, 40, 64), (7, 5, 3), (4, 3, 5), (30, 16, 16)]
+)
+def test_matches_baddbmm_forward_and_backward(B, I, O):  # noqa: E741
+    g = torch.Generator().manual_seed(B * I * O)
+    K = 3
+    h = torch.randn(K, B, I, generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(K, I, O, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(K, 1, O, generator=g, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(K, B, O, generator=g, dtype=torch.float64)
+    y = stacked_linear(h, W, b)
+    ref = torch.baddbmm(b, h, W)
+    torch.testing.assert_close(y, ref)
+    got = torch.autograd.grad(y, (h, W, b), up)
+    want = torch.autograd.grad(ref, (h, W, b), up)
+    for a, w in zip(got, want):
+        torch.testing.assert_close(a, w)
+        assert a.shape == w.shape and a.is_contiguous()
+    if B * I * O <= 200:  # the numerical Jacobian is (K B O) x (K B I + K I O + K O)
+        assert torch.autograd.gradcheck(stacked_linear, (h, W, b))
+    with torch.no_grad():
+        torch.testing.assert_close(stacked_linear(h, W, b), ref)
+
+
+def test_narrow_rule_depends_on_shapes_only():
+    assert narrow(100, 256, 10)  # the MNIST-1D head
+    assert not narrow(100, 256, 256) and not narrow(100, 40, 256)
+    assert not narrow(8, 256, 10)  # fewer rows than outputs
+
+
+def test_input_gradient_skipped_when_not_needed():
+    h = torch.randn(2, 5, 4)  # data: no grad
+    W = torch.randn(2, 4, 3, requires_grad=True)
+    b = torch.zeros(2, 1, 3, requires_grad=True)
+    y = stacked_linear(h, W, b)
+    gW, gb = torch.autograd.grad(y.sum(), (W, b))
+    torch.testing.assert_close(gW, h.sum(1, keepdim=True).transpose(1, 2).expand(2, 4, 3))
+    torch.testing.assert_close(gb, torch.full((2, 1, 3), 5.0))
