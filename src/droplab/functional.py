@@ -9,6 +9,12 @@ Conventions (shared by every op):
 * Inputs are floating-point tensors of any dtype (float16, bfloat16, float32, float64) on
   any device; random numbers are drawn in float32 for every dtype (unbiased masks for low
   precision inputs, and one seed gives the same mask whatever the dtype).
+* Multipliers (``1/keep``, ``1 + sigma eps``, ...) are formed in float32, or float64 for
+  float64 inputs and wherever float32 cannot hold them, never in float16/bfloat16. The
+  product with ``x`` is taken in that dtype and rounded once to x's dtype (see
+  :func:`_times`): a kept zero gives exactly 0 (never ``0 * inf = NaN``, even where
+  ``1/keep`` exceeds float16's 65504), and an output is +-inf only where its exact value
+  lies beyond x's dtype's range.
 * Gradients flow through a multiplication by the very mask of the forward pass, so the
   backward pass uses exactly the forward's mask.
 
@@ -94,6 +100,43 @@ def _keep_mask(shape: Sequence[int], keep: float, x: torch.Tensor, generator) ->
     return (_uniform(shape, x, generator) < keep).to(x.dtype)
 
 
+_F32_MAX = torch.finfo(torch.float32).max
+
+
+def _mult_dtype(x: torch.Tensor, bound: float) -> torch.dtype:
+    """Where a multiplier of magnitude <= ``bound`` is formed and applied to ``x``: float32,
+    or float64 for float64 x and where ``bound`` exceeds float32's range (or is inf/NaN)."""
+    if x.dtype == torch.float64 or not bound <= _F32_MAX:
+        return torch.float64
+    return torch.float32
+
+
+def _times(x: torch.Tensor, mult: torch.Tensor) -> torch.Tensor:
+    """``x * mult`` taken in mult's dtype and rounded once to x's dtype.
+
+    For float32/float64 x with a multiplier of the same dtype this is plain ``x * mult``;
+    for float16/bfloat16 x the product is formed in float32, so a multiplier beyond the
+    low-precision range (``1/keep > 65504`` in float16) stays finite and a zero input
+    stays 0. Shapes broadcast as in ``x * mult``.
+    """
+    if mult.dtype == x.dtype:
+        return x * mult
+    return (x.to(mult.dtype) * mult).to(x.dtype)
+
+
+def _inverted(x: torch.Tensor, kept: torch.Tensor, keep: float) -> torch.Tensor:
+    r"""Inverted dropout's :math:`y = x\,m / \text{keep}` for a boolean mask ``kept``
+    (broadcastable to x), rounded once to x's dtype.
+
+    The multiplier :math:`m / \text{keep}` is formed in float32 (float64 for float64 x):
+    ``keep`` reaches here only when ``rate = 1 - keep < 1``, so ``keep >= 2**-53`` and
+    ``1/keep <= 2**53`` fits. Kept zeros give exactly 0, and a kept ``x`` gives
+    ``x * (1/keep)`` rounded to x's dtype: +-inf only where that exceeds the dtype's range
+    (float16 from ``|x| / keep > 65504``).
+    """
+    return _times(x, kept.to(_work_dtype(x)) / keep)  # mask values in {0, 1/keep}
+
+
 def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
     """The one place that picks an op's path: ``droplab.kernels`` or ``None`` (plain torch).
 
@@ -155,6 +198,11 @@ def dropout(
     ``broadcast_dims`` shares one mask value along the given dims (Keras ``noise_shape``,
     Flax ``broadcast_dims``): the mask has size 1 there and is broadcast to ``x``.
 
+    The product :math:`x_i m_i \cdot (1/\text{keep})` is formed in float32 (float64 for
+    float64 ``x``) and rounded once to x's dtype, so for float16 a tiny ``keep``
+    (``1/keep > 65504``) gives exactly 0 for kept zeros and +-inf only for kept
+    :math:`|x_i| / \text{keep} > 65504`, never NaN.
+
     Args:
         x: floating-point input of any shape.
         rate: probability of dropping a unit, in [0, 1] (default 0.5).
@@ -192,10 +240,10 @@ def dropout(
             x, keep, _kernel_seed(generator), scaling=scaling, broadcast_dims=dims
         )
     mask_shape = [1 if d in dims else n for d, n in enumerate(x.shape)]  # x.shape, 1 on dims
-    mask = _keep_mask(mask_shape, keep, x, generator)
+    kept = _uniform(mask_shape, x, generator) < keep  # bool, broadcasts along broadcast_dims
     if scaling == "inverted":
-        mask = mask / keep  # values in {0, 1/keep}
-    return x * mask  # mask broadcasts along broadcast_dims
+        return _inverted(x, kept, keep)
+    return x * kept.to(x.dtype)
 
 
 def fixed_count_dropout(
@@ -250,7 +298,7 @@ def fixed_count_dropout(
     dropped = scores.topk(n_drop, dim=-1, largest=False).indices  # (*, n_drop)
     mask = torch.ones_like(x).scatter(-1, dropped, 0.0)  # (*, n), exactly n - n_drop ones
     if scaling == "inverted":
-        mask = mask / kept_fraction
+        return _inverted(x, mask.bool(), kept_fraction)  # 1/kappa <= n may exceed float16
     return x * mask
 
 
@@ -321,7 +369,9 @@ def gaussian_dropout(
         return x
     if kernels is not None:
         return kernels.gaussian(x, sigma, _kernel_seed(generator))
-    return x * (1.0 + sigma * _normal(x, generator)).to(x.dtype)
+    # 1 + 16 sigma bounds |1 + sigma eps| with room to spare: torch's normals stay below ~9
+    eps = _normal(x, generator).to(_mult_dtype(x, 1.0 + 16.0 * sigma))
+    return _times(x, 1.0 + sigma * eps)
 
 
 def gaussian_noise(
@@ -387,8 +437,11 @@ def alpha_dropout(
         return x * 0.0
     a = (keep + _ALPHA_PRIME**2 * keep * rate) ** -0.5
     b = -a * rate * _ALPHA_PRIME
-    mask = _keep_mask(x.shape, keep, x, generator)
-    return (x * mask + _ALPHA_PRIME * (1.0 - mask)) * a + b
+    # in float32 for float16/bfloat16 x: a and b exceed 65504 below keep ~2e-10, where
+    # float16's alpha' a + b would be -inf + inf = NaN (.to is a no-op for float32/64)
+    xw = x.to(_work_dtype(x))
+    mask = _keep_mask(x.shape, keep, xw, generator)
+    return ((xw * mask + _ALPHA_PRIME * (1.0 - mask)) * a + b).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- structured
@@ -614,7 +667,9 @@ def drop_block(
     pool = torch.nn.functional.max_pool1d if len(spatial) == 1 else torch.nn.functional.max_pool2d
     dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C, *spatial), 1 = dropped
     keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _work_dtype(x))
-    return x * ((1.0 - dropped) / keep_prob).to(x.dtype)  # keep_prob broadcasts over (N, C)
+    # 1/p_u where kept, 0 where dropped: never 0/0 where p_u underflows (rate near 1)
+    mult = torch.where(dropped > 0, 0.0, 1.0 / keep_prob)  # (N, C, *spatial)
+    return _times(x, mult)
 
 
 # --------------------------------------------------------------------------- paths, weights
@@ -648,10 +703,10 @@ def drop_path(
         return x
     if rate == 1.0:
         return x * 0.0
-    mask = _keep_mask((x.shape[0],) + (1,) * (x.ndim - 1), keep, x, generator)  # (N, 1, ...)
+    kept = _uniform((x.shape[0],) + (1,) * (x.ndim - 1), x, generator) < keep  # (N, 1, ...)
     if scale_by_keep:
-        mask = mask / keep
-    return x * mask
+        return _inverted(x, kept, keep)
+    return x * kept.to(x.dtype)
 
 
 def drop_connect_weight(

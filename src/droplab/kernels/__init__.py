@@ -242,6 +242,9 @@ class _Plan:
 
     ``fused``: M has x's shape and is a per-row constant where kept, so one kernel pass
     computes x * M. Otherwise M (mask shape, broadcast over x) is built, then multiplied.
+    x * M is formed in ``_hash.mult_dtype`` (float32, or float64 for float64 x and where
+    float32 cannot hold M) and rounded once to x's dtype; the Triton kernels form it in
+    x's dtype and run only where M fits that dtype (else the torch backend runs).
     """
 
     def __init__(self, kind, backend, p, mask_shape, x_shape, general=None):
@@ -249,15 +252,35 @@ class _Plan:
         self.mask_shape, self.x_shape = mask_shape, x_shape
         self.general = general  # (thr tensor, mult tensor) / sigma tensor, rate's shape
         self.fused = general is None and mask_shape == x_shape
+        self._bound: float | None = None
+
+    @property
+    def bound(self) -> float:
+        """An upper bound on |M|: the largest kept multiplier, or 1 + 5.8 max(sigma)."""
+        if self._bound is None:
+            g = self.general  # CPU float64 tensors made from numpy arrays, or None
+            if g is None:
+                values = self.p.mult
+            else:
+                values = (g[1] if self.kind == "bernoulli" else g).numpy()
+            top = _hash.largest(values)
+            self._bound = top if self.kind == "bernoulli" else 1.0 + _hash.Z_MAX * top
+        return self._bound
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         if self.fused:
             t2 = t.contiguous().view(self.p.rows, self.p.n)  # (R, n)
             return self._rows(t2).view(t.shape)
-        return t * self.multiplier(t.dtype, t.device)  # mask shape broadcast over x
+        w = _hash.mult_dtype(t.dtype, self.bound)
+        m = self.multiplier(w, t.device)  # mask shape, broadcast over x
+        return t * m if w == t.dtype else (t.to(w) * m).to(t.dtype)
 
     def _rows(self, t2: torch.Tensor) -> torch.Tensor:
         p, b = self.p, self.backend
+        if b == "numba" and t2.dtype == torch.float32 and not self.bound <= _hash.F32_MAX:
+            b = "torch"  # M beyond float32 (keep < ~2.9e-39): formed in float64 there
+        if b == "triton" and not self.bound <= torch.finfo(t2.dtype).max:
+            b = "torch"  # triton forms x * M in x's dtype, where M would be inf
         mult = np.asarray(p.mult, dtype=np.float64)
         if b == "numba":
             out = _numba.empty(t2.shape, t2.dtype)
@@ -285,7 +308,8 @@ class _Plan:
         return fn(t2, p)
 
     def multiplier(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """M of the mask shape: {0, scale} (Bernoulli) or 1 + sigma z (Gaussian)."""
+        """M of the mask shape in ``dtype`` (float32/float64 from :meth:`apply`):
+        {0, scale} (Bernoulli) or 1 + sigma z (Gaussian)."""
         p = self.p
         if self.general is None:  # per-row rates, only the shape is broadcast
             if self.backend == "numba" and dtype not in _NUMBA_DTYPES:
@@ -408,7 +432,10 @@ def bernoulli(
     ``m_i = 1[u_i < keep]`` with ``u_i = hash(seed, offset, i) >> 8`` scaled to [0, 1)
     (24 bits; exact keep probability ``ceil(keep 2^24) / 2^24``), and ``s = 1 / keep``
     for ``scaling="inverted"`` (so E[y] = x) or ``s = 1`` for ``"classic"`` (scale by
-    keep at evaluation instead). Elements with keep = 0 are 0 (never NaN).
+    keep at evaluation instead). Elements with keep = 0 are 0 (never NaN). ``x * m * s`` is
+    formed in float32 (float64 for float64 x and for ``s`` beyond float32, keep < ~2.9e-39)
+    and rounded once to x's dtype: kept zeros stay 0 even where ``s`` exceeds x's dtype
+    (float16: keep < ~1.5e-5), and a kept x is +-inf only where ``x * s`` is beyond it.
 
     Args:
         x: input of any shape (..), any floating dtype and device.
@@ -523,7 +550,7 @@ class RowBernoulli:
         self.premixed = _hash.premix(member_seeds.detach().cpu().numpy())
         self.thr = _hash.thresholds(k).astype(np.uint32)
         self.mult = _hash.scales(k, scaling)
-        self._top = float(np.max(self.mult, initial=0.0))  # the largest multiplier
+        self._top = _hash.largest(self.mult)  # the largest multiplier
         self._mult: dict[np.dtype, np.ndarray] = {}
 
     @staticmethod

@@ -105,6 +105,32 @@ def thresholds(keep: np.ndarray) -> np.ndarray:
     return np.ceil(k32 * 2.0**24).astype(np.int64)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+Z_MAX = 5.8  # bound on |z| of the Box-Muller normals below (sqrt(48 ln 2) ~ 5.77)
+
+
+def mult_dtype(dtype: torch.dtype, bound: float) -> torch.dtype:
+    """The dtype in which ``x * M`` is formed for x of ``dtype`` and ``|M| <= bound``.
+
+    float32 for float16/bfloat16/float32 x, float64 for float64 x and wherever ``bound``
+    exceeds float32's range (keep below ~2.9e-39). The product is then rounded once to
+    x's dtype, so a multiplier beyond float16's 65504 (``1/keep`` for keep < ~1.5e-5)
+    never becomes inf, kept zeros stay exactly 0 and a kept x is +-inf only where
+    ``x * M`` itself lies beyond x's dtype's range.
+    """
+    if dtype == torch.float64 or not bound <= F32_MAX:
+        return torch.float64
+    return torch.float32
+
+
+def largest(values: np.ndarray) -> float:
+    """``max(values, 0)`` as a float; the common one-value case skips numpy's reduction."""
+    a = np.asarray(values)
+    if a.size == 1:
+        return max(float(a.reshape(-1)[0]), 0.0)
+    return float(np.max(a, initial=0.0))
+
+
 def scales(keep: np.ndarray, scaling: str) -> np.ndarray:
     """Multiplier of a kept element: ``1/keep`` (inverted) or 1 (classic); 0 if keep=0."""
     k32 = np.asarray(keep, dtype=np.float32).astype(np.float64)
@@ -223,11 +249,15 @@ def bits24(
 
 
 def bernoulli_torch(x2: torch.Tensor, p: Params) -> torch.Tensor:
-    """Reference Bernoulli kernel on x2 of shape (R, n): ``x * mult`` where kept, else 0."""
+    """Reference Bernoulli kernel on x2 of shape (R, n): ``x * mult`` where kept, else 0.
+
+    The product is formed in :func:`mult_dtype` and rounded once to x2's dtype.
+    """
     dev = x2.device
+    w = mult_dtype(x2.dtype, largest(p.mult))
     kept = bits24(p.base, p.n, p.k0, p.k1, dev) < _col(p.thr, dev, torch.int32)  # (R, n)
-    zero = torch.zeros((), dtype=x2.dtype, device=dev)
-    return torch.where(kept, x2 * _col(p.mult, dev, x2.dtype), zero)
+    zero = torch.zeros((), dtype=w, device=dev)
+    return torch.where(kept, x2.to(w) * _col(p.mult, dev, w), zero).to(x2.dtype)
 
 
 TWO_PI = 2.0 * math.pi
@@ -246,6 +276,8 @@ def normal_torch(p: Params, device: torch.device) -> torch.Tensor:
 
 
 def gaussian_torch(x2: torch.Tensor, p: Params) -> torch.Tensor:
-    """Reference Gaussian kernel on x2 (R, n): ``x * (1 + sigma * z)``."""
-    z = normal_torch(p, x2.device).to(x2.dtype)  # (R, n)
-    return x2 * (1 + _col(p.mult, x2.device, x2.dtype) * z)
+    """Reference Gaussian kernel on x2 (R, n): ``x * (1 + sigma * z)``, formed in
+    :func:`mult_dtype` and rounded once to x2's dtype."""
+    w = mult_dtype(x2.dtype, 1.0 + Z_MAX * largest(p.mult))
+    z = normal_torch(p, x2.device).to(w)  # (R, n)
+    return (x2.to(w) * (1 + _col(p.mult, x2.device, w) * z)).to(x2.dtype)
