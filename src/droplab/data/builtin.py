@@ -348,6 +348,35 @@ def _teacher_outputs(
     return x, (f(x) - mean) / std, n_train + n_val  # outputs: zero mean, unit variance
 
 
+def _teacher_dataset(
+    name: str,
+    task: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_pool: int,
+    seed: int,
+    opts: dict[str, Any],
+    **extra: Any,
+) -> Dataset:
+    """The splits of a teacher dataset: rows ``[:n_pool]`` are the train + val pool (val
+    carved by ``seed``), the rest the test set; ``opts`` are the builder's arguments and
+    ``extra`` goes to :func:`from_arrays` (``n_classes``)."""
+    teacher_seed = opts["teacher_seed"]
+    return from_arrays(
+        name,
+        task,
+        x[:n_pool],
+        y[:n_pool],
+        x[n_pool:],
+        y[n_pool:],
+        seed=seed,
+        n_val=opts["n_val"],
+        standardize=check_bool(f"{name}: standardize", opts["standardize"]),
+        meta={"teacher_seed": seed if teacher_seed is None else teacher_seed},
+        **extra,
+    )
+
+
 def teacher(
     seed: int,
     data_dir: str | None = None,
@@ -380,19 +409,7 @@ def teacher(
     g = rng.numpy_rng(seed, "data", "noise")
     flip = g.random(len(y)) < p
     y = np.where(flip, g.integers(0, k, len(y)), y)
-    return from_arrays(
-        name,
-        "classification",
-        x[:n_pool],
-        y[:n_pool],
-        x[n_pool:],
-        y[n_pool:],
-        seed=seed,
-        n_val=n_val,
-        n_classes=k,
-        standardize=check_bool(f"{name}: standardize", standardize),
-        meta={"teacher_seed": seed if teacher_seed is None else teacher_seed},
-    )
+    return _teacher_dataset(name, "classification", x, y, n_pool, seed, locals(), n_classes=k)
 
 
 def teacher_regression(
@@ -419,15 +436,4 @@ def teacher_regression(
     sigma = check_float(f"{name}: noise", noise, low=0.0, high=float("inf"))
     x, out, n_pool = _teacher_outputs(name, seed, locals(), 1)
     y = out[:, 0] + sigma * rng.numpy_rng(seed, "data", "noise").standard_normal(len(out))
-    return from_arrays(
-        name,
-        "regression",
-        x[:n_pool],
-        y[:n_pool],
-        x[n_pool:],
-        y[n_pool:],
-        seed=seed,
-        n_val=n_val,
-        standardize=check_bool(f"{name}: standardize", standardize),
-        meta={"teacher_seed": seed if teacher_seed is None else teacher_seed},
-    )
+    return _teacher_dataset(name, "regression", x, y, n_pool, seed, locals())
