@@ -10,16 +10,16 @@ and of a plain ``y.copy_(x)`` (fwd+bwd of the copy = two copies: the least memor
 traffic any mask-free dropout needs), the ratios, the achieved bandwidth (8 bytes per
 element: read x, write y) as a fraction of the copy's, and the bytes autograd saves for
 backward per element (measured with ``torch.autograd.graph.saved_tensors_hooks``; the
-input itself is not counted). Then it times one epoch of a batched MNIST-1D MLP
-(K members, 40-256-256-10, bmm) without dropout, with droplab's dropout and with
-F.dropout. The last line is the summary:
+input itself is not counted). Then it times training epochs of droplab's batched trainer
+(``droplab.train.fit``: K MNIST-1D MLPs 40-256-256-10, Adam, batch 100) without dropout,
+with dropout 0.5 on the hidden units from the counter-hash kernel, and with the trainer's
+torch-generator masks. The last line is the summary:
 ``dropout: R.Rx torch fwd+bwd at 16M, P% of copy bandwidth fwd, B B/elem saved``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -136,79 +136,33 @@ def print_table(rows: dict, device: torch.device) -> None:
 # ------------------------------------------------------------ batched MNIST-1D epoch
 
 
-def mnist1d_train(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
-    try:
-        from droplab import data
+def epoch_times(device: torch.device, members: int, repeats: int, epochs: int = 2):
+    """Training seconds per epoch of droplab's batched trainer (``droplab.train.fit``) on
+    MNIST-1D: K MLPs 40-256-256-10, Adam, batch 100, without dropout, with dropout 0.5
+    after both hidden layers (counter-hash kernel, the default) and with the trainer's
+    torch-generator masks (``TrainConfig(masks="torch")``)."""
+    from droplab.data import load
+    from droplab.models import ModelSpec
+    from droplab.train import MemberConfig, TrainConfig, fit
 
-        ds = data.load("mnist1d", seed=0)
-        return ds.x_train.to(device), ds.y_train.to(device), "MNIST-1D (droplab.data)"
-    except Exception as err:  # data package unavailable: same shapes, random values
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(3600, 40, generator=g)
-        y = torch.randint(0, 10, (3600,), generator=g)
-        return x.to(device), y.to(device), f"random data of MNIST-1D's shape ({err})"
+    data = load("mnist1d")
+    spec = ModelSpec("mlp", widths=(256, 256))
+    variants = {"none": (0.0, "auto"), "droplab": (0.5, "kernel"), "torch": (0.5, "torch")}
 
+    def run(rate: float, masks: str, n_epochs: int) -> float:
+        ms = [MemberConfig(seed=k, hidden_rate=rate) for k in range(members)]
+        cfg = TrainConfig(
+            epochs=n_epochs, batch_size=100, lr=1e-3, eval_every=n_epochs, masks=masks
+        )
+        return fit(spec, data, ms, cfg, device=device).timings["train_s"] / n_epochs
 
-def epoch_times(device: torch.device, members: int, repeats: int) -> tuple[dict, str]:
-    """One epoch (batch 128, Adam) of K MLPs 40-256-256-10 trained together with bmm."""
-    x, y, source = mnist1d_train(device)
-    sizes = [40, 256, 256, 10]
-    g = torch.Generator().manual_seed(0)
-    K, B = members, 128
-    seeds = torch.arange(K) + 100
-    keep_in = torch.full((K, 1, 1), 0.8, device=device)  # input rate 0.2
-    keep_h = torch.linspace(0.3, 0.9, K, device=device).view(K, 1, 1)  # hidden rates
-
-    def make():
-        ws, bs = [], []
-        for i, o in itertools.pairwise(sizes):
-            w = (torch.rand(K, i, o, generator=g) * 2 - 1) / i**0.5
-            ws.append(w.to(device).requires_grad_(True))
-            bs.append(torch.zeros(K, 1, o, device=device, requires_grad=True))
-        return ws, bs
-
-    def drop_droplab(h, slot, keep, step):
-        return kernels.bernoulli(h, keep, 0, step * 3 + slot, member_seeds=seeds)
-
-    def drop_torch(h, slot, keep, step):
-        return (
-            F.dropout(h, 1 - float(keep.flatten()[0]), training=True)
-            if slot == 0
-            else (h * (torch.rand_like(h) < keep) / keep)
-        )  # per-member rates in torch: a uniform tensor, a mask and a saved multiplier
-
-    def run_epoch(dropout) -> None:
-        ws, bs = make()
-        opt = torch.optim.Adam(ws + bs, lr=1e-3)
-        perm = torch.randperm(len(x), generator=g).to(device)
-        for step, start in enumerate(range(0, len(x), B)):
-            idx = perm[start : start + B]
-            h = x[idx].expand(K, -1, -1)  # (K, B, 40)
-            if dropout:
-                h = dropout(h, 0, keep_in, step)
-            for j in range(3):
-                h = torch.baddbmm(bs[j], h, ws[j])  # (K, B, out_j)
-                if j < 2:
-                    h = torch.relu(h)
-                    if dropout:
-                        h = dropout(h, j + 1, keep_h, step)
-            loss = F.cross_entropy(h.reshape(-1, 10), y[idx].repeat(K)) * K
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-    variants = {"none": None, "droplab": drop_droplab, "torch": drop_torch}
     out = dict.fromkeys(variants, float("inf"))
-    for fn in variants.values():  # warm-up: numba compilation / cache load, allocator
-        run_epoch(fn)
+    for rate, masks in variants.values():  # warm-up: numba compilation / cache load
+        run(rate, masks, 1)
     for _ in range(repeats):  # interleaved, so a load change on a shared machine hits all
-        for name, fn in variants.items():
-            sync(device)
-            t0 = time.perf_counter()
-            run_epoch(fn)
-            sync(device)
-            out[name] = min(out[name], time.perf_counter() - t0)
-    return out, source
+        for name, (rate, masks) in variants.items():
+            out[name] = min(out[name], run(rate, masks, epochs))
+    return out, "MNIST-1D (droplab.data), droplab.train.fit"
 
 
 def main() -> None:
@@ -216,8 +170,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", default="1M,16M,64M")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--members", type=int, default=8)
-    ap.add_argument("--epoch-repeats", type=int, default=2)
+    ap.add_argument("--members", type=int, default=16)
+    ap.add_argument("--epoch-repeats", type=int, default=3)
     args = ap.parse_args()
     device = torch.device(args.device)
     t0 = time.perf_counter()
@@ -226,7 +180,7 @@ def main() -> None:
     print_table(rows, device)
 
     ep, source = epoch_times(device, args.members, args.epoch_repeats)
-    print(f"\n## Batched epoch: {args.members} members, 40-256-256-10, batch 128, Adam, "
+    print(f"\n## Batched epoch: {args.members} members, 40-256-256-10, batch 100, Adam, "
           f"{source}\n")  # fmt: skip
     print("| dropout | epoch ms | vs no dropout |")
     print("|---|---:|---:|")

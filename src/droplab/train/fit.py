@@ -62,7 +62,8 @@ class FitResult:
     seconds: float
     path: str  # "fast" or "generic"
     _module: Callable[[int], nn.Module] = field(repr=False)
-    timings: dict[str, float] = field(default_factory=dict)  # train_s, eval_s (wall)
+    # wall seconds: train_s, eval_s, train_best_epoch_s (fastest training epoch; fast path)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def module(self, k: int) -> nn.Module:
         """Member k as a plain torch module (droplab dropout layers), with its selected
