@@ -390,6 +390,14 @@ def test_row_bernoulli_is_bernoulli_of_relu(scaling, dtype):
     got = rows.backward(up, y)
     ok = ~torch.isnan(z)
     assert torch.equal(got[ok], want[ok])
+    # in place (the trainer's path): the same numbers written into z and into g
+    zi, gi = z.clone(), up.clone()
+    yi = rows.relu(zi, 17, out=zi)
+    assert yi.data_ptr() == zi.data_ptr() and torch.equal(yi.nan_to_num(7.0), y.nan_to_num(7.0))
+    bi = rows.backward(gi, yi, out=gi)
+    assert bi.data_ptr() == gi.data_ptr() and torch.equal(bi[ok], want[ok])
+    with pytest.raises(ValueError, match="out must be"):
+        rows.relu(z, 17, out=torch.empty(3, dtype=dtype))
 
 
 def test_row_bernoulli_rejects_bad_arguments():

@@ -128,3 +128,25 @@ def test_drop_block_member_independent_of_batch(backend):
     alone = _noise(backend, rates=[0.4], seeds=[8], blocks=[2])
     alone.advance()
     torch.testing.assert_close(batched_dropout(x[1:], alone, 0)[0], yb[1])
+
+
+def test_inplace_relu_dropout_matches_composition():
+    """The trainer's in-place fused path: same values and gradient, z's memory reused."""
+    g = torch.Generator().manual_seed(1)
+    z0 = torch.randn(4, 13, 17, generator=g, requires_grad=True)
+    up = torch.randn(4, 13, 17, generator=g)
+    a, b = _noise("kernel"), _noise("kernel")
+    a.advance()
+    b.advance()
+    z = z0 * 1.0  # a non-leaf temporary, like a GEMM output
+    y1 = relu_dropout(z, a, 0, inplace=True)
+    assert y1.data_ptr() == z.data_ptr()
+    (g1,) = torch.autograd.grad((y1 * up).sum(), z0)
+    y2 = batched_dropout(torch.relu(z0), b, 0)
+    (g2,) = torch.autograd.grad((y2 * up).sum(), z0)
+    assert torch.equal(y1, y2)
+    assert torch.equal(g1, g2)
+    leaf = z0.detach().clone().requires_grad_(True)  # a leaf is never overwritten
+    a.advance()
+    y3 = relu_dropout(leaf, a, 0, inplace=True)
+    assert y3.data_ptr() != leaf.data_ptr() and torch.equal(leaf, z0.detach())

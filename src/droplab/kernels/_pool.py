@@ -27,7 +27,7 @@ import torch
 
 __all__ = ["MIN_BYTES", "cached_bytes", "clear", "empty", "limit_bytes"]
 
-MIN_BYTES = 8 << 20  # smaller outputs come from torch's allocator (glibc reuses those)
+MIN_BYTES = 1 << 20  # smaller outputs come from torch's allocator (glibc reuses those)
 _DEFAULT_LIMIT_MB = 1024
 
 _NP = {

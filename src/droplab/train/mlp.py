@@ -138,7 +138,7 @@ class StackedMLP:
             if j < len(W) - 1:
                 nxt = j + 1
                 if self.fuse and noise is not None and self.slot_on[nxt] and fusable(noise, nxt):
-                    h = relu_dropout(h, noise, nxt)  # (K, B, out), one op with its backward
+                    h = relu_dropout(h, noise, nxt, inplace=True)  # (K, B, out), fused
                     fused = True
                 else:
                     h = self.act(h)

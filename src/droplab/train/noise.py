@@ -259,11 +259,16 @@ def _row_masks(noise: MemberNoise, slot: int, z: torch.Tensor):
     return s["rows"]
 
 
-def _relu_dropout_forward(z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
+def _relu_dropout_forward(
+    z: torch.Tensor, noise: MemberNoise, slot: int, inplace: bool
+) -> torch.Tensor:
+    """``batched_dropout(relu(z))``; with ``inplace`` the fused path writes into z itself
+    when z is contiguous, so the pass touches memory that is still in cache."""
     rows = _row_masks(noise, slot, z)
     if rows is None:
         return batched_dropout(torch.relu(z), noise, slot)
-    return rows.relu(z, noise.counter * len(noise.slots) + slot)  # = batched_dropout's mask
+    out = z if inplace and z.is_contiguous() else None
+    return rows.relu(z, noise.counter * len(noise.slots) + slot, out=out)  # same mask
 
 
 class _ReluDropout(torch.autograd.Function):
@@ -274,10 +279,14 @@ class _ReluDropout(torch.autograd.Function):
     float32/64 both passes are single numba loops (``kernels.RowBernoulli``)."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
-        y = _relu_dropout_forward(z, noise, slot)  # grad mode is off in here
-        s = noise.slots[slot]
+    def forward(ctx, z: torch.Tensor, noise: MemberNoise, slot: int, inplace: bool) -> torch.Tensor:
         ctx.rows = _row_masks(noise, slot, z)
+        ctx.inplace = inplace
+        y = _relu_dropout_forward(z, noise, slot, inplace)  # grad mode is off in here
+        if y.data_ptr() == z.data_ptr():  # written in place: autograd must know
+            ctx.mark_dirty(z)
+            y = z
+        s = noise.slots[slot]
         ctx.scale = _col(s["scale"], z.dim()) if noise.scaling == "inverted" else None
         ctx.save_for_backward(y)
         return y
@@ -286,16 +295,28 @@ class _ReluDropout(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         (y,) = ctx.saved_tensors
         if ctx.rows is not None:
-            return ctx.rows.backward(g, y), None, None
+            # inplace: g is the fresh input gradient of the next stacked_linear, read by
+            # no one else, so it is overwritten (cache-hot) when contiguous
+            out = g if ctx.inplace and g.is_contiguous() else None
+            return ctx.rows.backward(g, y, out=out), None, None, None
         dz = torch.ops.aten.threshold_backward(g, y, 0)  # g where y > 0, else 0
         if ctx.scale is not None:
             dz = dz.mul_(ctx.scale)  # (K, B, H) * (K, 1, 1)
-        return dz, None, None
+        return dz, None, None, None
 
 
-def relu_dropout(z: torch.Tensor, noise: MemberNoise, slot: int) -> torch.Tensor:
+def relu_dropout(
+    z: torch.Tensor, noise: MemberNoise, slot: int, *, inplace: bool = False
+) -> torch.Tensor:
     """``batched_dropout(relu(z), noise, slot)`` with a mask-free backward (see
-    ``_ReluDropout``); needs ``fusable(noise, slot)``. Shape: (K, B, H) -> (K, B, H)."""
+    ``_ReluDropout``); needs ``fusable(noise, slot)``. Shape: (K, B, H) -> (K, B, H).
+
+    ``inplace=True`` (the trainer, where z is a fresh GEMM output and its gradient comes
+    from the next layer's GEMM, both read by nothing else) lets the fused CPU path
+    overwrite z in the forward and the incoming gradient in the backward. A leaf z that
+    requires grad is never overwritten."""
+    if z.is_leaf and z.requires_grad:
+        inplace = False
     if torch.is_grad_enabled() and z.requires_grad:
-        return _ReluDropout.apply(z, noise, slot)
-    return _relu_dropout_forward(z, noise, slot)
+        return _ReluDropout.apply(z, noise, slot, inplace)
+    return _relu_dropout_forward(z, noise, slot, inplace)
