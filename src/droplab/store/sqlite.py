@@ -66,6 +66,7 @@ APPLICATION = "droplab-store"
 APPLICATION_ID = 0x44524F50
 STATUSES = ("finished", "failed", "running", "unfinished")
 BUSY_TIMEOUT_MS = 30_000
+CREATE_WAIT_S = 1.0  # how long a reader waits for a store that is being created
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA_V1 = """
@@ -365,9 +366,16 @@ class Store:
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             version, tables = self._schema_state()
-            if not tables and version == 0:
-                if self.readonly:
+            if not tables and version == 0 and self.readonly:
+                # a run may be creating this store right now (its file exists before its
+                # schema transaction commits): wait a moment before calling it empty
+                deadline = time.monotonic() + CREATE_WAIT_S
+                while not tables and version == 0 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    version, tables = self._schema_state()
+                if not tables and version == 0:
                     raise StoreError(f"{self.path} is an empty file, not a droplab store yet")
+            if not tables and version == 0:
                 if self._create():
                     return
                 version, tables = self._schema_state()  # another process just created it
