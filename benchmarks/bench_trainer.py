@@ -16,6 +16,7 @@ Run:  .venv/bin/python benchmarks/bench_trainer.py [--epochs 5] [--device cpu] [
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -104,6 +105,76 @@ def batched_epochs_s(
     return res.timings["train_s"] / epochs, res.timings["train_best_epoch_s"]
 
 
+def breakdown(data, device: torch.device, repeats: int = 8) -> dict[str, float]:
+    """Fastest-epoch seconds of the batched step with parts removed, interleaved:
+    full, without dropout, without dropout and optimizer, and the GEMMs alone (the
+    step's 8 batched products at the same shapes, nothing else)."""
+    from droplab.train import mlp as M
+    from droplab.train.linear import stacked_linear
+    from droplab.train.noise import MemberNoise
+
+    x_tr, y_tr = data.x_train.to(device), data.y_train.to(device)
+    n = x_tr.shape[0]
+    spec = ModelSpec("mlp", widths=(WIDTH, WIDTH))
+
+    def setup(rate: float):
+        members = [MemberConfig(seed=k, hidden_rate=rate) for k in range(K)]
+        net = M.make_net(spec, data, members, device)
+        noise = MemberNoise(
+            [m.seed for m in members], M.member_rates(net, members), [False] * K,
+            scaling="inverted", device=device,
+        )  # fmt: skip
+        opt = M._optimizer(net, members, TrainConfig(batch_size=BATCH))
+        return net, noise, opt, [rng.generator(m.seed, "order") for m in members]
+
+    def epoch(state, step: bool = True) -> None:
+        net, noise, opt, order = state
+        perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)
+        for s in range(0, n, BATCH):
+            idx = perm[:, s : s + BATCH]
+            W = [w.detach().requires_grad_() for w in net.W]
+            b = [t.detach().requires_grad_() for t in net.b]
+            noise.advance()
+            out, _ = net.forward(x_tr[idx], W, b, noise)
+            loss = M.loss_per_member(out, y_tr[idx], "classification")
+            grads = torch.autograd.grad(loss.sum(), [t for p in zip(W, b) for t in p])
+            if step:
+                opt.step(grads)
+
+    sizes = [40, WIDTH, WIDTH, 10]
+    hs = [torch.randn(K, BATCH, i, device=device) for i in sizes[:-1]]
+    Ws = [torch.randn(K, i, o, device=device) for i, o in itertools.pairwise(sizes)]
+    bs = [torch.randn(K, 1, o, device=device) for o in sizes[1:]]
+    gs = [torch.randn(K, BATCH, o, device=device) for o in sizes[1:]]
+
+    def gemms() -> None:
+        for _ in range(0, n, BATCH):
+            for j in range(3):
+                stacked_linear(hs[j], Ws[j], bs[j])
+            torch.bmm(hs[0].transpose(1, 2), gs[0])  # dW1 (no input gradient)
+            for j in (1, 2):
+                torch.bmm(gs[j], Ws[j].transpose(1, 2))  # dh
+                torch.bmm(gs[j].transpose(1, 2), hs[j])  # dW (transposed layout: same work)
+
+    full, clean = setup(RATE), setup(0.0)
+    parts = {
+        "full step": lambda: epoch(full),
+        "without dropout": lambda: epoch(clean),
+        "without dropout and optimizer": lambda: epoch(clean, step=False),
+        "GEMMs alone": gemms,
+    }
+    best = dict.fromkeys(parts, float("inf"))
+    for r in range(repeats + 1):
+        for name, fn in parts.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if r:  # round 0 warms up
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def flops_per_epoch(n: int) -> float:
     """Dense FLOPs of one epoch of the K MLPs: forward 2*MACs, backward 4*MACs except the
     input gradient of the first layer (not computed), per example and member."""
@@ -124,6 +195,11 @@ def main() -> None:
         help="mask source of the batched path (TrainConfig.masks)",
     )
     ap.add_argument("--profile", action="store_true", help="print a torch profile of (b)")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time (b)'s epoch with parts removed: no dropout, no optimizer, GEMMs alone",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,6 +222,9 @@ def main() -> None:
           f"(fastest epoch {bat_best:.3f} s, {rate:.1f} GFLOP/s)")  # fmt: skip
     print(f"mean epochs: {seq_mean / bat_mean:.1f}x; fastest epochs (summary line): "
           f"{seq_best / bat_best:.1f}x")  # fmt: skip
+    if args.breakdown:
+        for name, t in breakdown(data, device).items():
+            print(f"    (b) {name:30s} {t:.3f} s/epoch (fastest of 8)")
     print(
         f"trainer: {seq_best / bat_best:.1f}x sequential, {100 * rate / peak:.0f}% of matmul peak"
     )
