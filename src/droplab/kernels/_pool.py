@@ -28,7 +28,7 @@ import torch
 __all__ = ["MIN_BYTES", "cached_bytes", "clear", "empty", "limit_bytes"]
 
 MIN_BYTES = 1 << 20  # smaller outputs come from torch's allocator (glibc reuses those)
-_DEFAULT_LIMIT_MB = 1024
+_DEFAULT_LIMIT_MB = 512
 
 _NP = {
     torch.float32: np.float32,
@@ -44,7 +44,7 @@ _pid = os.getpid()
 
 
 def limit_bytes() -> int:
-    """Most bytes of idle buffers kept (``DROPLAB_KERNEL_POOL_MB``, default 1024 MiB)."""
+    """Most bytes of idle buffers kept (``DROPLAB_KERNEL_POOL_MB``, default 512 MiB)."""
     raw = os.environ.get("DROPLAB_KERNEL_POOL_MB", "")
     try:
         mb = float(raw) if raw.strip() else _DEFAULT_LIMIT_MB
