@@ -254,6 +254,7 @@ def fixed_count_dropout(
     training: bool = True,
     scaling: str = "inverted",
     generator: torch.Generator | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     r"""Drop exactly ``k = round(rate * n)`` of the ``n`` units along the last dim.
 
@@ -268,6 +269,11 @@ def fixed_count_dropout(
     Each unit is then kept with probability exactly :math:`\kappa`, so inverted scaling
     gives :math:`E[y] = x`.
 
+    ``backend`` as in :func:`dropout`: on CPU ``"auto"`` runs
+    :func:`droplab.kernels.fixed_count` (counter-based keys seeded by one draw from
+    ``generator``; the backward regenerates the mask, none is saved), ``"torch"`` draws
+    ``torch.rand`` scores and keeps the float mask for backward.
+
     Shape:
         Input: ``(*, n)`` with at least one dim. Output: same shape.
 
@@ -280,6 +286,7 @@ def fixed_count_dropout(
     rate, keep = check_rate(rate, keep)
     check_choice(scaling, "scaling", SCALINGS)
     check_generator(generator)
+    kernels = _fast_kernels(backend, x)
     if x.ndim == 0:
         raise ValueError(
             "fixed_count_dropout expects input of shape (*, n) with at least one dim "
@@ -294,6 +301,8 @@ def fixed_count_dropout(
         return x * kept_fraction if scaling == "classic" else x
     if n_drop == n:
         return x * 0.0
+    if kernels is not None:
+        return kernels.fixed_count(x, n_drop, _kernel_seed(generator), scaling=scaling)
     scores = _uniform(x.shape, x, generator)  # (*, n)
     dropped = scores.topk(n_drop, dim=-1, largest=False).indices  # (*, n_drop)
     mask = torch.ones_like(x).scatter(-1, dropped, 0.0)  # (*, n), exactly n - n_drop ones

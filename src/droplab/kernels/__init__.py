@@ -8,6 +8,8 @@ are identical for any number of threads, any chunking and every backend.
     bernoulli(x, keep, seed, offset=0, *, scaling="inverted", broadcast_dims=(),
               member_seeds=None, backend="auto") -> Tensor
     gaussian(x, sigma, seed, offset=0, *, member_seeds=None, backend="auto") -> Tensor
+    fixed_count(x, n_drop, seed, offset=0, *, scaling="inverted", member_seeds=None,
+                backend="auto") -> Tensor
     backend_name(device="cpu") -> "numba" | "triton" | "torch"
 
 Backends: ``"numba"`` (CPU, float32/float64; a JIT, no C compiler needed), ``"triton"``
@@ -44,7 +46,7 @@ try:  # the compiled CPU backend is optional (extra "fast")
 except ImportError:  # pragma: no cover - exercised where numba is absent
     _numba = None
 
-__all__ = ["RowBernoulli", "backend_name", "bernoulli", "gaussian"]
+__all__ = ["RowBernoulli", "backend_name", "bernoulli", "fixed_count", "gaussian"]
 
 BACKENDS = ("auto", "fast", "numba", "triton", "torch")
 SCALINGS = ("inverted", "classic")
@@ -513,6 +515,120 @@ def gaussian(
         mult = np.full(rows, s) if form == "scalar" else np.asarray(s)
     p = Params(rows, n, base, k0, k1, mult=mult, g0=g0, g1=g1)
     return _run(x, _Plan("gaussian", backend, p, x.shape, x.shape, general))
+
+
+class _FixedCountPlan:
+    """How to regenerate one :func:`fixed_count` call's multiplier (``apply`` as in
+    :class:`_Plan`): rows of n units, per-row counters and keys, numpy arrays only."""
+
+    def __init__(self, backend: str, p: Params, n_drop: int, mult: float) -> None:
+        self.backend, self.p, self.n_drop, self.mult = backend, p, n_drop, mult
+
+    def apply(self, t: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        t2 = t.contiguous().view(p.rows, p.n)  # (R, n)
+        if self.backend != "numba" or t2.dtype not in _NUMBA_DTYPES or t2.numel() == 0:
+            return _hash.fixed_count_torch(t2, p, self.n_drop, self.mult).view(t.shape)
+        out = _numba.empty(t2.shape, t2.dtype)
+        xa, oa = t2.detach().view(-1).numpy(), out.view(-1).numpy()
+        per_task = max(1, _numba.CHUNK // p.n)  # rows per task: ~CHUNK elements each
+        tasks = -(-p.rows // per_task)
+        _numba.run_tasks(
+            _numba.fixed_count, tasks, p.rows * p.n, torch.get_num_threads(),
+            xa, oa, p.base, p.k0, p.k1, self.n_drop, xa.dtype.type(self.mult), p.n,
+            p.rows, per_task,
+        )  # fmt: skip
+        return out.view(t.shape)
+
+
+def fixed_count(
+    x: torch.Tensor,
+    n_drop: int,
+    seed: int,
+    offset: int = 0,
+    *,
+    scaling: str = "inverted",
+    member_seeds: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Fixed-count dropout with counter-based keys: every row drops exactly ``n_drop`` units.
+
+    Along the last dim (length n), each row (each index of the leading dims) drops the
+    ``n_drop`` units of smallest key ``key_j = ((h_j >> 8) << 32) | j``, where ``h_j`` is
+    the 32-bit counter hash of the element (as in :func:`bernoulli`: keys of
+    ``(seed, offset)``, counter = the element's C-order index in x). The 24-bit uniforms
+    ``h >> 8`` order the units and the unit index breaks their ties, so the dropped set
+    is a uniformly random ``n_drop``-subset of the row (up to the hash's quality). Kept
+    units are multiplied by ``n / (n - n_drop)`` (``scaling="inverted"``, so E[y] = x)
+    or 1 (``"classic"``): ``y = x * M``. The backward regenerates M from (seed, offset)
+    and saves no tensor. ``x * M`` is formed in float32 (float64 for float64 x) and
+    rounded once to x's dtype. ``n_drop = 0`` gives x, ``n_drop = n`` zeros (never NaN).
+
+    Backends: ``"numba"`` (CPU float32/float64: one task per block of rows; per row the
+    keys, a quickselect of the ``n_drop``-th smallest, then ``x * M``) and ``"torch"``
+    (the same keys in torch integer ops and ``kthvalue``; any device and dtype),
+    bit-identical to each other. There is no Triton fixed-count kernel: on CUDA
+    ``"auto"`` runs the torch backend, and ``backend="triton"`` is an error.
+
+    Args:
+        x: floating-point input of shape (*, n), at least 1-d.
+        n_drop: units dropped per row, an int in [0, n].
+        seed: any int (mod 2^64); ignored when ``member_seeds`` is given.
+        offset: any int (mod 2^64), hashed into the key with the seed.
+        scaling: "inverted" or "classic".
+        member_seeds: optional integer tensor of shape (K,), K = x.shape[0], x at least
+            2-d: member k uses the key of (member_seeds[k], offset) and counters = the
+            C-order index within x[k], so its mask is the same alone (K = 1) or in a batch.
+        backend: "auto" / "fast", "numba" or "torch".
+
+    Shape:
+        x: (*, n), output: (*, n), x's dtype.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(
+            f"x must be a floating-point tensor, got "
+            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
+    if x.dim() == 0:
+        raise ValueError("x must have shape (*, n) with at least one dim, got a 0-d tensor")
+    n = x.shape[-1]
+    n_drop = _as_int(n_drop, "n_drop")
+    if not 0 <= n_drop <= n:
+        raise ValueError(f"n_drop must be an int in [0, n] = [0, {n}], got {n_drop}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    seed, offset = _as_int(seed, "seed"), _as_int(offset, "offset")
+    if backend == "triton":
+        raise ValueError(
+            "backend='triton' has no fixed-count kernel; use 'auto' or 'torch' (on CUDA the "
+            "torch backend runs)"
+        )
+    if member_seeds is not None and x.dim() < 2:
+        raise ValueError(
+            f"member_seeds needs x of shape (K, ..., n) with at least 2 dims, got shape "
+            f"{tuple(x.shape)}"
+        )
+    seeds = _member_seeds(member_seeds, x)
+    backend = _resolve(backend, x)
+    if backend == "triton":
+        backend = "torch"  # no Triton fixed-count kernel: the torch reference on CUDA
+    rows = x.numel() // n if n else 0
+    if seeds is not None:
+        k = x.shape[0]
+        per_member = rows // k if k else 0  # rows of one member x[k]
+        k0, k1 = _hash.keys(None, offset, premixed=seeds)  # (K,)
+        base = np.tile(np.arange(per_member, dtype=np.int64) * n, k)  # (R,)
+        k0, k1 = np.repeat(k0, per_member), np.repeat(k1, per_member)
+    else:
+        k0, k1 = _hash.keys(seed, offset)
+        base = np.arange(rows, dtype=np.int64) * n  # (R,) global counters, row by row
+        k0, k1 = np.repeat(k0, rows), np.repeat(k1, rows)
+    if n_drop == n:
+        mult = 0.0  # every unit dropped
+    else:
+        mult = n / (n - n_drop) if scaling == "inverted" else 1.0
+    p = Params(rows, n, base, k0, k1)
+    return _run(x, _FixedCountPlan(backend, p, n_drop, mult))
 
 
 class RowBernoulli:

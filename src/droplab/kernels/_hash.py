@@ -281,3 +281,19 @@ def gaussian_torch(x2: torch.Tensor, p: Params) -> torch.Tensor:
     w = mult_dtype(x2.dtype, 1.0 + Z_MAX * largest(p.mult))
     z = normal_torch(p, x2.device).to(w)  # (R, n)
     return (x2.to(w) * (1 + _col(p.mult, x2.device, w) * z)).to(x2.dtype)
+
+
+def fixed_count_torch(x2: torch.Tensor, p: Params, n_drop: int, mult: float) -> torch.Tensor:
+    """Reference fixed-count kernel on x2 (R, n): each row drops its ``n_drop`` units of
+    smallest key ``((h >> 8) << 32) | j`` (distinct within a row) and multiplies the kept
+    ones by ``mult``; the product is formed in :func:`mult_dtype` and rounded once to
+    x2's dtype."""
+    dev = x2.device
+    w = mult_dtype(x2.dtype, mult)
+    zero = torch.zeros((), dtype=w, device=dev)
+    if n_drop == 0 or x2.numel() == 0:
+        return (x2.to(w) * mult).to(x2.dtype)
+    keys = bits24(p.base, p.n, p.k0, p.k1, dev).to(torch.int64) << 32  # (R, n)
+    keys |= torch.arange(p.n, dtype=torch.int64, device=dev)
+    thr = keys.kthvalue(n_drop, dim=1, keepdim=True).values  # (R, 1): n_drop-th smallest
+    return torch.where(keys > thr, x2.to(w) * mult, zero).to(x2.dtype)

@@ -268,6 +268,65 @@ def _normal(out, base, k0, k1, g0, g1, n, t0, t1):
             )
 
 
+def _select(a, k):
+    # the (k+1)-th smallest of the distinct int64 values in a (0 <= k < len(a)), by
+    # Hoare's quickselect with a median-of-three pivot; a is permuted in place
+    lo = 0
+    hi = len(a) - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        p, q, s = a[lo], a[mid], a[hi]
+        pivot = max(min(p, q), min(max(p, q), s))  # median of the three
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        if k <= j:  # a[lo..j] <= pivot <= a[i..hi], j < i
+            hi = j
+        elif k >= i:
+            lo = i
+        else:  # j < k < i: a[k] == pivot is in place
+            return a[k]
+    return a[k]
+
+
+def _fixed_count(x, out, base, k0, k1, n_drop, mult, n, rows, rows_per_task, t0, t1):
+    # x, out: flat (R*n,); base int64, k0/k1 uint32: (R,); mult: x's dtype. Task t covers
+    # rows t*rows_per_task .. (t+1)*rows_per_task - 1. Row r drops the n_drop units with
+    # the smallest keys ((h >> 8) << 32) | j, distinct within a row.
+    keys = np.empty(n, dtype=np.int64)  # (n,) in unit order
+    work = np.empty(n, dtype=np.int64)  # (n,) permuted by the selection
+    m = mult
+    zero = m - m  # 0 in x's dtype (m is finite)
+    for t in range(t0, t1):
+        r0 = t * rows_per_task
+        r1 = min(r0 + rows_per_task, rows)
+        for r in range(r0, r1):
+            a = k0[r]
+            b = k1[r]
+            c0 = base[r]
+            for j in range(n):
+                h = _hash32(c0 + j, a, b)
+                keys[j] = (np.int64(h >> np.uint32(8)) << 32) | j
+            thr = np.int64(-1)  # n_drop = 0: every key (>= 0) is above it
+            if n_drop > 0:
+                work[:] = keys
+                thr = _select(work, n_drop - 1)  # the n_drop-th smallest key
+            xs = x[r * n : (r + 1) * n]
+            os = out[r * n : (r + 1) * n]
+            for j in range(n):
+                os[j] = xs[j] * m if keys[j] > thr else zero
+
+
 def _jit(fn):
     """Compile lazily with an on-disk cache; without a writable cache dir, no cache."""
     try:
@@ -285,6 +344,8 @@ positive_scale_inplace = _jit(_positive_scale_inplace)
 bits = _jit(_bits)
 gaussian = _jit(_gaussian)
 normal = _jit(_normal)
+_select = _jit(_select)
+fixed_count = _jit(_fixed_count)
 
 HUGE_MIN = 8 << 20  # outputs of at least 8 MiB get transparent huge pages
 _HUGE = 1 << 21
@@ -352,9 +413,14 @@ def run(kernel, rows: int, n: int, threads: int, *args) -> None:
     tasks into contiguous ranges. Idle pool threads sleep (no OpenMP-style spinning that
     would fight torch's own thread pool for the cores).
     """
-    tasks = rows * ((n + CHUNK - 1) // CHUNK)
+    run_tasks(kernel, rows * ((n + CHUNK - 1) // CHUNK), rows * n, threads, *args)
+
+
+def run_tasks(kernel, tasks: int, elements: int, threads: int, *args) -> None:
+    """Run ``kernel(*args, t0, t1)`` over tasks 0..tasks-1 that cover ``elements``
+    elements in all, as :func:`run` (one thread below ``PARALLEL_MIN`` elements)."""
     parts = min(threads, tasks)
-    if rows * n < PARALLEL_MIN or parts <= 1:
+    if elements < PARALLEL_MIN or parts <= 1:
         kernel(*args, 0, tasks)
         return
     bounds = [tasks * i // parts for i in range(parts + 1)]

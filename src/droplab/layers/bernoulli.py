@@ -103,7 +103,8 @@ class FixedCountDropout(nn.Module):
     uniformly random subset of ``k = round(rate * n)`` dropped units. Scaling uses the
     exact kept fraction :math:`\kappa = (n - k)/n` (``"inverted"``: :math:`x \odot m/\kappa`
     in training, identity in eval; ``"classic"``: :math:`x \odot m` in training,
-    :math:`\kappa x` in eval). See :func:`droplab.functional.fixed_count_dropout`.
+    :math:`\kappa x` in eval). ``backend``: ``"auto"``, ``"fast"`` or ``"torch"`` (see
+    :func:`droplab.functional.fixed_count_dropout`).
 
     Shape:
         Input: ``(*, n)``. Output: same shape.
@@ -122,16 +123,26 @@ class FixedCountDropout(nn.Module):
         keep: float | None = None,
         scaling: str = "inverted",
         generator: torch.Generator | None = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep)
         self.scaling = check_choice(scaling, "scaling", F.SCALINGS)
         self.generator = check_generator(generator)
+        self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.fixed_count_dropout(
-            x, self.rate, training=self.training, scaling=self.scaling, generator=self.generator
+            x,
+            self.rate,
+            training=self.training,
+            scaling=self.scaling,
+            generator=self.generator,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:
-        return f"{rate_repr(self.rate, self.keep)}, scaling={self.scaling!r}"
+        s = f"{rate_repr(self.rate, self.keep)}, scaling={self.scaling!r}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
