@@ -1,15 +1,16 @@
 """Trainer speed: 16 MNIST-1D MLPs (40-256-256-10, dropout 0.5 on hidden units, Adam,
 batch 100), (a) one after another with a plain PyTorch loop, (b) batched by droplab.
 
-Prints seconds per epoch of each (mean and fastest epoch), the ratio (a)/(b), and the
-achieved GFLOP/s of (b) as a fraction of a float32 matmul measured in the same run. The
-summary compares the fastest epochs of (a) and (b): on a shared VM a burst of CPU steal
-can stretch any epoch several-fold (the many small parallel regions of (a) suffer most),
-and the fastest epoch is the one least disturbed on both sides. The last line reads
+(a) and (b) alternate epoch by epoch (a warm-up round, then ``--epochs`` timed pairs),
+so each pair ran on the same machine at the same moment: on a shared VM a burst of CPU
+steal can stretch any epoch several-fold, and it hurts (a)'s ~30 tiny parallel regions
+per step most. It prints seconds per epoch of each (median, fastest, slowest), the
+median and range of the paired ratios (a)/(b), and the GFLOP/s of (b)'s median epoch as a
+fraction of a float32 matmul measured in the same run. The last line (median pair) reads
 
     trainer: R.Rx sequential, P% of matmul peak
 
-Run:  .venv/bin/python benchmarks/bench_trainer.py [--epochs 5] [--device cpu] [--threads N]
+Run:  .venv/bin/python benchmarks/bench_trainer.py [--epochs 7] [--device cpu] [--threads N]
 (the whole run takes well under 3 minutes on 2 cores).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import time
 
 import torch
@@ -54,55 +56,56 @@ def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 2.0) -> 
     return best
 
 
-def sequential_epochs_s(data, epochs: int, device: torch.device) -> list[float]:
-    """(a): the textbook loop, one model after another; seconds of each epoch for all K
-    (epoch e's time is the sum of the K models' epoch e)."""
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    n = x.shape[0]
-    per_epoch = [0.0] * epochs
-    for k in range(K):
-        torch.manual_seed(rng.derive(k, "bench"))  # benchmark script, not library code
-        net = nn.Sequential(
-            nn.Linear(40, WIDTH), nn.ReLU(), nn.Dropout(RATE),
-            nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Dropout(RATE),
-            nn.Linear(WIDTH, 10),
-        ).to(device)  # fmt: skip
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        g = rng.generator(k, "order")
-        for epoch in range(epochs + 1):  # epoch 0 is warm-up, not timed
-            _sync(device)
-            t0 = time.perf_counter()
-            perm = torch.randperm(n, generator=g).to(device)
+class Sequential:
+    """(a): the textbook loop, one model after another (``nn.Sequential``, ``nn.Dropout``,
+    ``torch.optim.Adam``). ``epoch()`` trains all K models for one epoch and returns its
+    seconds; the models keep training across calls."""
+
+    def __init__(self, data, device: torch.device) -> None:
+        self.x, self.y = data.x_train.to(device), data.y_train.to(device)
+        self.device = device
+        self.models = []
+        for k in range(K):
+            torch.manual_seed(rng.derive(k, "bench"))  # benchmark script, not library code
+            net = nn.Sequential(
+                nn.Linear(40, WIDTH), nn.ReLU(), nn.Dropout(RATE),
+                nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Dropout(RATE),
+                nn.Linear(WIDTH, 10),
+            ).to(device)  # fmt: skip
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            self.models.append((net, opt, rng.generator(k, "order")))
+
+    def epoch(self) -> float:
+        n = self.x.shape[0]
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for net, opt, g in self.models:
+            perm = torch.randperm(n, generator=g).to(self.device)
             for s in range(0, n, BATCH):
                 idx = perm[s : s + BATCH]
-                loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+                loss = nn.functional.cross_entropy(net(self.x[idx]), self.y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            _sync(device)
-            if epoch:
-                per_epoch[epoch - 1] += time.perf_counter() - t0
-    return per_epoch
+        _sync(self.device)
+        return time.perf_counter() - t0
 
 
-def batched_epochs_s(
-    data, epochs: int, device: torch.device, masks: str = "auto", profile: bool = False
-) -> tuple[float, float]:
-    """(b): droplab's fast path, K members in one computation: (mean, fastest) training
-    seconds per epoch."""
+def batched_epoch_s(data, device: torch.device, masks: str = "auto", seed: int = 0) -> float:
+    """(b): one epoch of droplab's fast path (``droplab.train.fit``, K members in one
+    computation); its training seconds (evaluation excluded)."""
     spec = ModelSpec("mlp", widths=(WIDTH, WIDTH))
-    members = [MemberConfig(seed=k, hidden_rate=RATE) for k in range(K)]
-    warm = TrainConfig(epochs=1, batch_size=BATCH, masks=masks)
-    fit(spec, data, members, warm, device=device)  # warm-up (JIT, allocator)
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=1e-3, eval_every=epochs, masks=masks)
-    res = fit(spec, data, members, cfg, device=device)
-    if profile:
-        from torch.profiler import profile as prof
+    members = [MemberConfig(seed=seed * K + k, hidden_rate=RATE) for k in range(K)]
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=1e-3, masks=masks)
+    return fit(spec, data, members, cfg, device=device).timings["train_s"]
 
-        with prof() as p:
-            fit(spec, data, members, warm, device=device)
-        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    return res.timings["train_s"] / epochs, res.timings["train_best_epoch_s"]
+
+def profile_batched(data, device: torch.device, masks: str) -> None:
+    from torch.profiler import profile as prof
+
+    with prof() as p:
+        batched_epoch_s(data, device, masks)
+    print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def breakdown(data, device: torch.device, repeats: int = 8) -> dict[str, float]:
@@ -185,7 +188,7 @@ def flops_per_epoch(n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=7, help="timed pairs of epochs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument(
@@ -211,23 +214,30 @@ def main() -> None:
         f"{K} MLPs 40-{WIDTH}-{WIDTH}-10, dropout {RATE}, Adam, batch {BATCH}"
     )
     peak = matmul_gflops(device)
-    print(f"float32 matmul (1024^3): {peak:.1f} GFLOP/s")
-    seq = sequential_epochs_s(data, args.epochs, device)
-    seq_mean, seq_best = sum(seq) / len(seq), min(seq)
-    print(f"(a) sequential PyTorch loop: {seq_mean:.3f} s/epoch for {K} models "
-          f"(fastest epoch {seq_best:.3f} s)")  # fmt: skip
-    bat_mean, bat_best = batched_epochs_s(data, args.epochs, device, args.masks, args.profile)
-    rate = flops_per_epoch(n) / bat_best / 1e9
-    print(f"(b) droplab batched:         {bat_mean:.3f} s/epoch for {K} models "
-          f"(fastest epoch {bat_best:.3f} s, {rate:.1f} GFLOP/s)")  # fmt: skip
-    print(f"mean epochs: {seq_mean / bat_mean:.1f}x; fastest epochs (summary line): "
-          f"{seq_best / bat_best:.1f}x")  # fmt: skip
+    seq = Sequential(data, device)
+    seq.epoch()  # warm-up round, not timed
+    batched_epoch_s(data, device, args.masks)
+    ta, tb = [], []
+    for r in range(args.epochs):  # interleaved: each pair of epochs sees the same machine
+        ta.append(seq.epoch())
+        tb.append(batched_epoch_s(data, device, args.masks, seed=r + 1))
+        peak = max(peak, matmul_gflops(device, seconds=0.4))  # the peak: best of all rounds
+    ratios = sorted(a / b for a, b in zip(ta, tb))
+    ratio = statistics.median(ratios)
+    rate = flops_per_epoch(n) / statistics.median(tb) / 1e9
+    print(f"float32 matmul (1024^3): {peak:.1f} GFLOP/s (best over the run)")
+    print(f"(a) sequential PyTorch loop: median {statistics.median(ta):.3f} s/epoch for {K} "
+          f"models (fastest {min(ta):.3f}, slowest {max(ta):.3f})")  # fmt: skip
+    print(f"(b) droplab batched:         median {statistics.median(tb):.3f} s/epoch for {K} "
+          f"models (fastest {min(tb):.3f}, slowest {max(tb):.3f}), {rate:.1f} GFLOP/s")  # fmt: skip
+    print(f"ratio of paired epochs (a)/(b): median {ratio:.1f}x, range "
+          f"{ratios[0]:.1f}x-{ratios[-1]:.1f}x over {len(ratios)} pairs")  # fmt: skip
+    if args.profile:
+        profile_batched(data, device, args.masks)
     if args.breakdown:
         for name, t in breakdown(data, device).items():
             print(f"    (b) {name:30s} {t:.3f} s/epoch (fastest of 8)")
-    print(
-        f"trainer: {seq_best / bat_best:.1f}x sequential, {100 * rate / peak:.0f}% of matmul peak"
-    )
+    print(f"trainer: {ratio:.1f}x sequential, {100 * rate / peak:.0f}% of matmul peak")
 
 
 if __name__ == "__main__":
