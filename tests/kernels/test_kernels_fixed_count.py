@@ -73,6 +73,29 @@ def test_numba_equals_torch_bit_for_bit(dtype):
     assert torch.equal(a, b)
 
 
+@needs_numba
+def test_numba_selection_is_exact_when_its_key_window_misses():
+    # the numba kernel selects among the keys in a window [lo, hi) and falls back to all
+    # keys of a row when the window misses the n_drop-th smallest: force every case
+    import numpy as np
+
+    from droplab.kernels import _hash, _numba
+
+    rows, n, n_drop = 300, 64, 20
+    x = torch.randn(rows, n)
+    expect = kernels.fixed_count(x, n_drop, 3, 1, backend="torch")
+    k0, k1 = (np.repeat(k, rows) for k in _hash.keys(3, 1))
+    base = np.arange(rows, dtype=np.int64) * n
+    mult = np.float32(n / (n - n_drop))
+    windows = [(0, 0), (0, 1 << 32), (1 << 55, 1 << 56), (0, 1 << 56)]  # empty/low/high/all
+    for lo, hi in [*windows, _numba.fixed_count_window(n, n_drop)]:
+        out = np.empty(rows * n, dtype=np.float32)
+        _numba.fixed_count(
+            x.view(-1).numpy(), out, base, k0, k1, n_drop, mult, n, rows, 1, lo, hi, 0, rows
+        )
+        assert torch.equal(torch.from_numpy(out).view(rows, n), expect), (lo, hi)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_half_is_the_float32_product_rounded_once(dtype):
     x = (torch.randn(20, 64, generator=torch.Generator().manual_seed(3)) * 100).to(dtype)

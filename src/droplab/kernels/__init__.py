@@ -536,7 +536,7 @@ class _FixedCountPlan:
         _numba.run_tasks(
             _numba.fixed_count, tasks, p.rows * p.n, torch.get_num_threads(),
             xa, oa, p.base, p.k0, p.k1, self.n_drop, xa.dtype.type(self.mult), p.n,
-            p.rows, per_task,
+            p.rows, per_task, *_numba.fixed_count_window(p.n, self.n_drop),
         )  # fmt: skip
         return out.view(t.shape)
 

@@ -299,12 +299,15 @@ def _select(a, k):
     return a[k]
 
 
-def _fixed_count(x, out, base, k0, k1, n_drop, mult, n, rows, rows_per_task, t0, t1):
+def _fixed_count(x, out, base, k0, k1, n_drop, mult, n, rows, rows_per_task, lo, hi, t0, t1):
     # x, out: flat (R*n,); base int64, k0/k1 uint32: (R,); mult: x's dtype. Task t covers
     # rows t*rows_per_task .. (t+1)*rows_per_task - 1. Row r drops the n_drop units with
-    # the smallest keys ((h >> 8) << 32) | j, distinct within a row.
+    # the smallest keys ((h >> 8) << 32) | j, distinct within a row. [lo, hi) is a key
+    # window that holds the n_drop-th smallest key with high probability (see
+    # fixed_count_window): the selection runs on the few keys inside it, or on all keys
+    # of the row when the count below lo shows the window missed (exact either way).
     keys = np.empty(n, dtype=np.int64)  # (n,) in unit order
-    work = np.empty(n, dtype=np.int64)  # (n,) permuted by the selection
+    work = np.empty(n, dtype=np.int64)  # (n,) candidates, permuted by the selection
     m = mult
     zero = m - m  # 0 in x's dtype (m is finite)
     for t in range(t0, t1):
@@ -319,12 +322,42 @@ def _fixed_count(x, out, base, k0, k1, n_drop, mult, n, rows, rows_per_task, t0,
                 keys[j] = (np.int64(h >> np.uint32(8)) << 32) | j
             thr = np.int64(-1)  # n_drop = 0: every key (>= 0) is above it
             if n_drop > 0:
-                work[:] = keys
-                thr = _select(work, n_drop - 1)  # the n_drop-th smallest key
+                below = 0
+                for j in range(n):
+                    below += keys[j] < lo
+                c = 0
+                for j in range(n):  # branch-free compaction of the keys in [lo, hi)
+                    v = keys[j]
+                    work[c] = v
+                    c += (v >= lo) & (v < hi)
+                k = n_drop - 1 - below
+                if 0 <= k < c:
+                    thr = _select(work[:c], k)
+                else:  # the window missed: select among all keys
+                    work[:] = keys
+                    thr = _select(work, n_drop - 1)
             xs = x[r * n : (r + 1) * n]
             os = out[r * n : (r + 1) * n]
             for j in range(n):
                 os[j] = xs[j] * m if keys[j] > thr else zero
+
+
+def fixed_count_window(n: int, n_drop: int, sigmas: float = 3.0) -> tuple[int, int]:
+    """A key window [lo, hi) for rows of n keys that holds the n_drop-th smallest key
+    except with probability ~3e-3 (then the kernel selects among all keys: exact either
+    way; 3 sigmas measured fastest at n = 256, ~1.5x faster than 6).
+
+    That key's 24-bit part, divided by 2**24, is close to the n_drop-th order statistic
+    of n uniforms: mean ~ q = (n_drop - 1/2) / n, sd <= sqrt(q (1 - q) / n) + 1/(2n)
+    (its Beta law); the window spans ``sigmas`` of those around q.
+    """
+    if n_drop <= 0 or n <= 0:
+        return 0, 0  # unused: nothing is selected
+    q = (n_drop - 0.5) / n
+    sd = math.sqrt(q * (1 - q) / n) + 0.5 / n
+    lo = max(0, math.floor((q - sigmas * sd) * 2**24))
+    hi = min(2**24, math.ceil((q + sigmas * sd) * 2**24) + 1)
+    return lo << 32, hi << 32
 
 
 def _jit(fn):
