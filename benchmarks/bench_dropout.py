@@ -13,7 +13,8 @@ backward per element (measured with ``torch.autograd.graph.saved_tensors_hooks``
 input itself is not counted). Then it times training epochs of droplab's batched trainer
 (``droplab.train.fit``: K MNIST-1D MLPs 40-256-256-10, Adam, batch 100) without dropout,
 with dropout 0.5 on the hidden units from the counter-hash kernel, and with the trainer's
-torch-generator masks. The last line is the summary:
+torch-generator masks. Before the epochs, a small table times fixed-count dropout (rows of
+256) of ``droplab.kernels.fixed_count`` against its torch path. The last line is the summary:
 ``dropout: R.Rx torch fwd+bwd at 16M, P% of copy bandwidth fwd, B B/elem saved``.
 """
 
@@ -133,6 +134,49 @@ def print_table(rows: dict, device: torch.device) -> None:
               f"{100 * copy_f / clone_f:.0f}% | 100% | | |")  # fmt: skip
 
 
+# ------------------------------------------------------------ fixed-count dropout
+
+FIXED_N = 256  # units per row: rows of 256 drop exactly round(RATE * 256) each
+FIXED_SIZES = ("1M", "16M")
+
+
+def fixed_count_table(device: torch.device, repeats: int) -> None:
+    """fwd and fwd+bwd of ``kernels.fixed_count`` vs the torch path of
+    ``droplab.functional.fixed_count_dropout`` (rand + topk + scatter), rows of 256."""
+    from droplab import functional as DF
+
+    n_drop = round(RATE * FIXED_N)
+    ops = {
+        "fixed_count_dropout(backend='torch')": lambda t: DF.fixed_count_dropout(
+            t, RATE, backend="torch"
+        ),
+        "kernels.fixed_count": lambda t: kernels.fixed_count(t, n_drop, 1234, 5),
+    }
+    print(f"\n## Fixed-count dropout: float32, rows of {FIXED_N}, {n_drop} dropped per row, "
+          f"device {device}\n")  # fmt: skip
+    print("| size | op | fwd ms | fwd+bwd ms | fwd speed-up | fwd+bwd speed-up |")
+    print("|---|---|---:|---:|---:|---:|")
+    for size in FIXED_SIZES:
+        x = torch.randn(SIZES[size] // FIXED_N, FIXED_N, device=device)  # (rows, 256)
+        g = torch.randn_like(x)
+        xg = x.clone().requires_grad_(True)
+        res = {}
+        for name, op in ops.items():
+
+            def fwd_bwd(op=op, xg=xg, g=g):
+                xg.grad = None
+                op(xg).backward(g)
+
+            res[name] = (
+                best_time(lambda op=op, x=x: op(x), device, repeats),
+                best_time(fwd_bwd, device, repeats),
+            )
+        ref_f, ref_fb = res["fixed_count_dropout(backend='torch')"]
+        for name, (f, fb) in res.items():
+            print(f"| {size} | {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | {ref_f / f:.1f}x | "
+                  f"{ref_fb / fb:.1f}x |")  # fmt: skip
+
+
 # ------------------------------------------------------------ batched MNIST-1D epoch
 
 
@@ -178,6 +222,7 @@ def main() -> None:
     sizes = args.sizes.split(",")
     rows = bench_sizes(device, sizes, args.repeats)
     print_table(rows, device)
+    fixed_count_table(device, args.repeats)
 
     ep, source = epoch_times(device, args.members, args.epoch_repeats)
     print(f"\n## Batched epoch: {args.members} members, 40-256-256-10, batch 100, Adam, "
