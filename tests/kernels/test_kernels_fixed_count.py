@@ -299,3 +299,26 @@ def test_cuda_runs_the_torch_reference():
     x = torch.randn(50, 33)
     y = kernels.fixed_count(x.cuda(), 10, 4, 2)
     assert torch.equal(y.cpu(), kernels.fixed_count(x, 10, 4, 2, backend="torch"))
+
+
+# ------------------------------------------------------------ functional and layer
+
+
+def test_functional_and_layer_use_the_kernel_unless_backend_torch():
+    import droplab as dl
+    from droplab import functional as F
+
+    x = torch.randn(8, 20)
+    seed = F._kernel_seed(torch.Generator().manual_seed(3))  # the one draw the op makes
+    y = F.fixed_count_dropout(x, 0.3, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(y, kernels.fixed_count(x, 6, seed))  # round(0.3 * 20) = 6
+    t = F.fixed_count_dropout(x, 0.3, generator=torch.Generator().manual_seed(3), backend="torch")
+    assert ((t == 0).sum(-1) == 6).all() and not torch.equal(t, y)
+    layer = dl.FixedCountDropout(0.3, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(layer(x), y) and "backend" not in repr(layer)
+    layer = dl.FixedCountDropout(0.3, backend="torch")
+    assert (
+        repr(layer) == "FixedCountDropout(rate=0.3, keep=0.7, scaling='inverted', backend='torch')"
+    )
+    with pytest.raises(ValueError, match="backend"):
+        dl.FixedCountDropout(0.3, backend="numba")
