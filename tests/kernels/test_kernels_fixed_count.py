@@ -101,6 +101,10 @@ def test_half_is_the_float32_product_rounded_once(dtype):
     x = (torch.randn(20, 64, generator=torch.Generator().manual_seed(3)) * 100).to(dtype)
     y = kernels.fixed_count(x, 63, 4)  # multiplier 64
     assert torch.equal(y, kernels.fixed_count(x.float(), 63, 4).to(dtype))
+    assert torch.equal(y, kernels.fixed_count(x, 63, 4, backend="torch"))
+    xg = x.clone().requires_grad_(True)
+    kernels.fixed_count(xg, 63, 4).backward(torch.ones_like(x))
+    assert torch.equal(xg.grad, kernels.fixed_count(torch.ones_like(x), 63, 4))
 
 
 def test_counters_are_the_c_order_index_whatever_the_layout():

@@ -527,8 +527,10 @@ class _FixedCountPlan:
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         p = self.p
         t2 = t.contiguous().view(p.rows, p.n)  # (R, n)
-        if self.backend != "numba" or t2.dtype not in _NUMBA_DTYPES or t2.numel() == 0:
+        if self.backend != "numba" or t2.numel() == 0:
             return _hash.fixed_count_torch(t2, p, self.n_drop, self.mult).view(t.shape)
+        if t2.dtype not in _NUMBA_DTYPES:  # float16/bfloat16: x * M in float32, rounded once
+            return self.apply(t2.float()).to(t.dtype).view(t.shape)
         out = _numba.empty(t2.shape, t2.dtype)
         xa, oa = t2.detach().view(-1).numpy(), out.view(-1).numpy()
         per_task = max(1, _numba.CHUNK // p.n)  # rows per task: ~CHUNK elements each
@@ -564,8 +566,9 @@ def fixed_count(
     and saves no tensor. ``x * M`` is formed in float32 (float64 for float64 x) and
     rounded once to x's dtype. ``n_drop = 0`` gives x, ``n_drop = n`` zeros (never NaN).
 
-    Backends: ``"numba"`` (CPU float32/float64: one task per block of rows; per row the
-    keys, a quickselect of the ``n_drop``-th smallest, then ``x * M``) and ``"torch"``
+    Backends: ``"numba"`` (CPU float32/float64, and under ``"auto"`` float16/bfloat16
+    through float32 copies: one task per block of rows; per row the keys, a quickselect of
+    the ``n_drop``-th smallest, then ``x * M``) and ``"torch"``
     (the same keys in torch integer ops and ``kthvalue``; any device and dtype),
     bit-identical to each other. There is no Triton fixed-count kernel: on CUDA
     ``"auto"`` runs the torch backend, and ``backend="triton"`` is an error.
@@ -609,9 +612,12 @@ def fixed_count(
             f"{tuple(x.shape)}"
         )
     seeds = _member_seeds(member_seeds, x)
+    auto = backend in ("auto", "fast")
     backend = _resolve(backend, x)
     if backend == "triton":
         backend = "torch"  # no Triton fixed-count kernel: the torch reference on CUDA
+    if auto and backend == "torch" and x.device.type == "cpu" and _numba is not None:
+        backend = "numba"  # float16/bfloat16 on CPU: the numba kernel on float32 copies
     rows = x.numel() // n if n else 0
     if seeds is not None:
         k = x.shape[0]
