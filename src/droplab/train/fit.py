@@ -62,7 +62,7 @@ class FitResult:
     seconds: float
     path: str  # "fast" or "generic"
     _module: Callable[[int], nn.Module] = field(repr=False)
-    # wall seconds: train_s, eval_s, train_best_epoch_s (fastest training epoch; fast path)
+    # wall seconds: train_s, eval_s, train_last_epoch_s (the last epoch's training; fast path)
     timings: dict[str, float] = field(default_factory=dict)
 
     def module(self, k: int) -> nn.Module:
