@@ -56,3 +56,38 @@ def test_changing_the_data_changes_the_verdict(frame):
     assert "element-wise Dropout helps in 2 and hurts in 0 of 2" in good
     assert bad.startswith("Consistent with the claim")
     assert "element-wise Dropout helps in 0 and hurts in 2 of 2" in bad
+
+
+def test_calls_are_holm_corrected(frame):
+    """An arm whose uncorrected CI excludes 0 but whose Holm-adjusted p does not reach
+    0.05 is 'no measurable effect', and the verdict says what the uncorrected call was."""
+    import math
+
+    import numpy as np
+    from scipy import stats as st
+
+    out = frame.copy()
+    none = out[out["variant"] == "none"].set_index("seed")["test_error"]
+    seeds = sorted(none.index)
+    n = len(seeds)
+    others = out["variant"] != "none"
+    out.loc[others, "test_error"] = [none[s] for s in out.loc[others, "seed"]]  # p = 1
+    # the one arm: paired differences with sd 0.01 and mean set so that p = 0.02 exactly,
+    # between 0.05 / m (Holm's first threshold, m >= 3 arms) and 0.05
+    arm = (out["variant"] == "bernoulli") & (out["placement"] == "classifier")
+    spread = np.linspace(-1.0, 1.0, n)
+    spread *= 0.01 / spread.std(ddof=1)
+    mean = -st.t.isf(0.01, df=n - 1) * 0.01 / math.sqrt(n)
+    diff = dict(zip(seeds, mean + spread))
+    out.loc[arm, "test_error"] = [none[s] + diff[s] for s in out.loc[arm, "seed"]]
+    f = STUDY.analyze(out)
+    t = f.table
+    row = t[(t["variant"] == "bernoulli") & (t["placement"] == "classifier")].iloc[0]
+    m = int(t["p_value"].notna().sum())
+    assert m >= 3 and row.p_value == pytest.approx(0.02, rel=1e-6)
+    assert row.effect_uncorrected == "helps"
+    assert row.effect == "no measurable effect"
+    assert row.p_holm == pytest.approx(min(1.0, m * 0.02))
+    assert "Holm-corrected" in f.verdict
+    assert "Uncorrected 95% CIs would call 1 setting helpful (element-wise dropout: 1)" in f.verdict
+    assert f.verdict.startswith("Consistent with the claim")

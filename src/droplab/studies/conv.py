@@ -19,16 +19,21 @@ and ``"classifier"`` (only after the last conv layer, feeding the classifier). N
 MNIST-1D CNN of Greydanus (2020) (three conv layers of 25 channels, kernels 5/3/3,
 stride 2) and a two-layer CNN2d on the 8x8 digits images (stride 1). Input rate 0.
 
-Training. CNNs train through the generic (per-member) path of ``droplab.train.fit``
-(member by member, so the presets are small; ``standard`` evaluates every 2nd epoch):
+Training. CNNs train on the batched path of ``droplab.train.fit`` (``StackedCNN``: one
+grouped convolution for all seeds of an arm; ``standard`` evaluates every 2nd epoch):
 Adam, cross-entropy, a fixed epoch budget per net (the MNIST-1D CNN with lr 1e-2, which
 it needs to converge within ~20 epochs), weights of the best-validation-loss epoch,
 deterministic test metrics. For a seed, every arm of a net shares the initialization
 (dropout layers have no parameters) and the batch order: arms are paired by seed.
 
 Analysis. Per net and arm, the paired (same seed) difference of test error to "none" in
-points with its 95% Student-t CI: "helps" when the CI lies below 0, "hurts" above 0, "no
-measurable effect" otherwise.
+points with its 95% Student-t CI and the paired t-test's p-value. The study makes many
+comparisons (24 at ``standard``: 2 nets x 3 variants x 2 placements x 2 rates), so an arm
+"helps" or "hurts" only when its Holm-adjusted p-value over all of them is below 0.05
+(family-wise error 5%; Holm 1979); otherwise "no measurable effect". The uncorrected call
+(CI excludes 0) is kept in the table as ``effect_uncorrected``: in an earlier run one
+arm's uncorrected CI excluded 0 (-3.3 [-4.9, -1.7] pts, p = 0.007) and the rerun did not
+reproduce it (docs/findings.md).
 
 Verdict. Per net and variant: in how many settings it helps / hurts, and its best
 setting with its CI; and whether element-wise dropout, the note's target, helps anywhere.
@@ -44,7 +49,7 @@ import pandas as pd
 
 from droplab.findings import Findings
 from droplab.studies.base import Study, Trial
-from droplab.studies.stats import fmt_ci, mean_ci, paired_ci
+from droplab.studies.stats import fmt_ci, holm, mean_ci, paired_ci, paired_p
 
 __all__ = [
     "PRESETS",
@@ -62,6 +67,8 @@ QUESTION = (
     "does not actually work (does not inactivate elements), as convolution introduces "
     "coordination between changes in different weights. Is that so?"
 )
+ALPHA = 0.05  # family-wise error rate of the "helps"/"hurts" calls (Holm over all arms)
+
 VARIANTS = ("bernoulli", "spatial", "dropblock")
 _LABEL = {
     "bernoulli": "element-wise Dropout",
@@ -138,7 +145,7 @@ def trials(preset: str) -> list[Trial]:
 
 
 def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
-    """All seeds of one (net, arm): one fit call (the generic path trains them in turn)."""
+    """All seeds of one (net, arm): one batched fit call."""
     from droplab import data as dl_data
     from droplab.models import ModelSpec
     from droplab.train import MemberConfig, TrainConfig, fit
@@ -166,7 +173,10 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
 
 def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (net, variant, placement, rate): mean test error (%) with its CI, the
-    paired difference to "none" (points) with its CI, and the effect word.
+    paired difference to "none" (points) with its 95% CI, the paired t-test's p-value,
+    its Holm-adjusted value over all dropout arms of the study (``p_holm``), and the effect
+    word: "helps"/"hurts" when ``p_holm < ALPHA`` (``effect_uncorrected``: when the
+    uncorrected CI excludes 0).
     ``frame``: finished trials with ``dataset, kind, variant, placement, rate, seed,
     test_error``."""
     rows = []
@@ -194,14 +204,32 @@ def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
             if none is not None and arm[0] != "none":
                 ok = err[arm].notna() & none.notna()
                 d, dlo, dhi = paired_ci(err.loc[ok, arm], none[ok])
-                effect = (
+                uncorrected = (
                     "no measurable effect"
                     if math.isnan(dlo) or dlo <= 0 <= dhi
                     else ("helps" if dhi < 0 else "hurts")
                 )
-                row.update(vs_none_pts=d, vs_none_lo=dlo, vs_none_hi=dhi, effect=effect)
+                row.update(
+                    vs_none_pts=d,
+                    vs_none_lo=dlo,
+                    vs_none_hi=dhi,
+                    p_value=paired_p(err.loc[ok, arm], none[ok]),
+                    effect_uncorrected=uncorrected,
+                )
             rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "p_value" in table:
+        # one family: every dropout arm of every net against its net's no-dropout arm
+        table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float))
+        sig = table["p_holm"] < ALPHA
+        table["effect"] = np.where(
+            table["p_value"].isna(),
+            None,
+            np.where(
+                ~sig, "no measurable effect", np.where(table["vs_none_pts"] < 0, "helps", "hurts")
+            ),
+        )
+    return table
 
 
 def _figure(table: pd.DataFrame) -> Any:
@@ -246,7 +274,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
         return Findings("conv", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed)
     table = arm_table(done)
     parts, key_number, key_best = [], "", math.inf
-    elementwise_helps = 0
+    elementwise_helps = elementwise_uncorrected = 0
     for (dataset, kind), t in table.groupby(["dataset", "kind"], sort=False):
         base = t[t["variant"] == "none"]
         texts = []
@@ -264,6 +292,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
             )
             if v == "bernoulli":
                 elementwise_helps += helps
+                elementwise_uncorrected += int((tv["effect_uncorrected"] == "helps").sum())
                 if best.vs_none_pts < key_best:  # the net where it does best
                     key_best = best.vs_none_pts
                     key_number = (
@@ -279,7 +308,20 @@ def analyze(frame: pd.DataFrame) -> Findings:
         else "Consistent with the claim, element-wise dropout lowers the test error of no CNN "
         "setting significantly"
     )
-    verdict = f"{lead}. Per net (vs no dropout, paired by seed): {'. '.join(parts)}."
+    m = int(table["p_value"].notna().sum()) if "p_value" in table else 0
+    note = f" Calls are Holm-corrected over the {m} comparisons (family-wise 5%)."
+    if m:
+        unc = table["effect_uncorrected"]
+        u_help, u_hurt = int((unc == "helps").sum()), int((unc == "hurts").sum())
+        c_help = int((table["effect"] == "helps").sum())
+        c_hurt = int((table["effect"] == "hurts").sum())
+        if (u_help, u_hurt) != (c_help, c_hurt):
+            note += (
+                f" Uncorrected 95% CIs would call {u_help} setting{'s' if u_help != 1 else ''} "
+                f"helpful (element-wise dropout: {elementwise_uncorrected}) and {u_hurt} "
+                "harmful."
+            )
+    verdict = f"{lead}. Per net (vs no dropout, paired by seed): {'. '.join(parts)}.{note}"
     seeds = sorted(done["seed"].unique())
     recipe = "; ".join(
         f"{d} {k}: {int(e)} epochs, lr {lr:g}"
@@ -290,12 +332,14 @@ def analyze(frame: pd.DataFrame) -> Findings:
         "a digits 8x8 CNN2d (stride 1), ReLU, one linear classifier. Dropout after every "
         "conv layer but the last ('conv') or only after the last ('classifier'); "
         "element-wise droplab.Dropout, droplab.SpatialDropout (whole channels), "
-        "droplab.DropBlock (blocks of 3). Training: generic path of droplab.train.fit, "
+        "droplab.DropBlock (blocks of 3). Training: batched path of droplab.train.fit, "
         f"Adam, cross-entropy ({recipe}), "
         f"best-validation-loss epoch, deterministic test metrics. Seeds: {len(seeds)}, "
         "shared by all arms of a net (same initialization and batch order). CIs: 95% "
         "Student-t over seeds; differences to 'none' paired by seed; 'helps'/'hurts' = "
-        "that CI excludes 0 (uncorrected for the number of settings)."
+        f"Holm-adjusted paired t-test p < {ALPHA:g} over the study's "
+        f"{int(table['p_value'].notna().sum()) if 'p_value' in table else 0} comparisons "
+        "(the CIs are per comparison, uncorrected)."
     )
     return Findings(
         study="conv",

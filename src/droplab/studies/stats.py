@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["fmt_ci", "mean_ci", "paired_ci"]
+__all__ = ["fmt_ci", "holm", "mean_ci", "paired_ci", "paired_p"]
 
 
 def _as_1d(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -73,6 +73,52 @@ def paired_ci(
             f"a and b must have the same length (paired by seed), got {a_arr.size} and {b_arr.size}"
         )
     return mean_ci(a_arr - b_arr, level)
+
+
+def paired_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p-value of the paired t-test of mean(a - b) = 0 (the test that matches
+    :func:`paired_ci`: the CI at ``level`` excludes 0 exactly when p < 1 - level).
+
+    Pairs with a NaN on either side are dropped; NaN with fewer than 2 pairs. When every
+    difference is the same, p is 0 for a nonzero difference and 1 for zero.
+    """
+    a_arr, b_arr = _as_1d(a, "a"), _as_1d(b, "b")
+    if a_arr.shape != b_arr.shape:
+        raise ValueError(
+            f"a and b must have the same length (paired by seed), got {a_arr.size} and {b_arr.size}"
+        )
+    d = a_arr - b_arr
+    d = d[~np.isnan(d)]
+    n = d.size
+    if n < 2:
+        return math.nan
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if mean != 0.0 else 1.0
+    from scipy import stats as _st
+
+    t = mean / (sd / math.sqrt(n))
+    return float(2.0 * _st.t.sf(abs(t), df=n - 1))
+
+
+def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (Holm 1979), shape (m,) -> (m,).
+
+    With the m finite p-values sorted, p_(1) <= ... <= p_(m), the adjusted value of p_(i) is
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where the adjusted value is below
+    alpha controls the family-wise error rate at alpha for any dependence between the
+    tests. NaNs stay NaN and do not count in m.
+    """
+    arr = _as_1d(p, "p")
+    out = np.full(arr.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(arr))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(arr[ok], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * arr[order])  # (m - j + 1) p_(j), j from 1
+    out[order] = np.maximum.accumulate(scaled)
+    return out
 
 
 def fmt_ci(mean: float, lo: float, hi: float, *, scale: float = 1.0, digits: int = 2) -> str:
