@@ -46,3 +46,23 @@ def test_input_gradient_skipped_when_not_needed():
     gW, gb = torch.autograd.grad(y.sum(), (W, b))
     torch.testing.assert_close(gW, h.sum(1, keepdim=True).transpose(1, 2).expand(2, 4, 3))
     torch.testing.assert_close(gb, torch.full((2, 1, 3), 5.0))
+
+
+def test_grad_buffers_give_the_same_gradients_in_reused_memory():
+    from droplab.train.linear import GradBuffers
+
+    g = torch.Generator().manual_seed(3)
+    bufs = GradBuffers()
+    ptrs = []
+    for _ in range(2):
+        h = torch.randn(3, 20, 40, generator=g, requires_grad=True)
+        W = torch.randn(3, 40, 64, generator=g, requires_grad=True)
+        b = torch.randn(3, 1, 64, generator=g, requires_grad=True)
+        up = torch.randn(3, 20, 64, generator=g)
+        got = torch.autograd.grad(stacked_linear(h, W, b, buffers=bufs, key=0), (h, W, b), up)
+        want = torch.autograd.grad(torch.baddbmm(b, h, W), (h, W, b), up)
+        for a, w in zip(got, want):
+            torch.testing.assert_close(a, w)
+        ptrs.append((got[1].data_ptr(), got[2].data_ptr()))
+        del got  # the trainer's promise: a step's gradients are dead before the next
+    assert ptrs[0] == ptrs[1]  # dW and db written into the same buffers both steps

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from droplab import rng
 from droplab.models.factory import ModelSpec, _slot_on
 from droplab.train.config import MemberConfig, TrainConfig, train_eval_stride
-from droplab.train.linear import stacked_linear
+from droplab.train.linear import GradBuffers, stacked_linear
 from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_dropout
 from droplab.train.optim import StackedOptimizer
 from droplab.train.tracking import split_metrics
@@ -61,6 +61,9 @@ class StackedMLP:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.spec, self.sizes, self.K = spec, sizes, len(members)
+        # reused weight/bias gradient outputs; set by a caller that consumes each step's
+        # gradients before the next backward (fit_stacked), see linear.GradBuffers
+        self.grad_buffers: GradBuffers | None = None
         self.act = _ACT[spec.activation]
         # ReLU followed by Bernoulli dropout runs as one autograd op whose backward reads
         # the output instead of the mask (noise.relu_dropout); off when extra_loss needs
@@ -134,7 +137,7 @@ class StackedMLP:
             if not fused:
                 h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
             fused = False
-            h = stacked_linear(h, W[j], b[j])  # (K, B, out)
+            h = stacked_linear(h, W[j], b[j], buffers=self.grad_buffers, key=j)  # (K, B, out)
             if j < len(W) - 1:
                 nxt = j + 1
                 if self.fuse and noise is not None and self.slot_on[nxt] and fusable(noise, nxt):
@@ -157,6 +160,7 @@ class StackedCNN:
 
     def __init__(self, spec, input_shape, n_outputs, members, *, device, dtype=torch.float32):
         self.spec, self.K = spec, len(members)
+        self.grad_buffers: GradBuffers | None = None  # as in StackedMLP
         self.dims = 1 if spec.kind == "cnn1d" else 2
         self.in_shape = (
             (1, *input_shape) if self.dims == 1 and len(input_shape) == 1 else tuple(input_shape)
@@ -250,7 +254,9 @@ class StackedCNN:
             h = self.act(z).view(B, K, o, *z.shape[2:]).transpose(0, 1)  # (K, B, O, *sp')
         last_hidden = h.reshape(K, B, -1)  # (K, B, F)
         h = _apply_slot(h, n_conv, self.slot_on[n_conv], noise, eval_noise)
-        out = stacked_linear(h.reshape(K, B, -1), W[-1], b[-1])  # (K, B, n_outputs)
+        out = stacked_linear(
+            h.reshape(K, B, -1), W[-1], b[-1], buffers=self.grad_buffers, key=-1
+        )  # (K, B, n_outputs)
         return out, last_hidden
 
 
@@ -405,6 +411,7 @@ def fit_stacked(
     )
     order = [rng.generator(m.seed, "order") for m in members]
     opt = _optimizer(net, members, cfg, fused=fused)
+    net.grad_buffers = GradBuffers()  # each step's gradients are consumed by opt.step
     c = [cfg.max_norm if m.max_norm is None else m.max_norm for m in members]
     max_norm = None
     if any(v is not None for v in c):
