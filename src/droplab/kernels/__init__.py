@@ -674,6 +674,7 @@ class RowBernoulli:
         self.mult = _hash.scales(k, scaling)
         self._top = _hash.largest(self.mult)  # the largest multiplier
         self._mult: dict[np.dtype, np.ndarray] = {}
+        self._base = np.zeros(self.K, dtype=np.int64)  # member rows count from 0
 
     @staticmethod
     def supports(t: torch.Tensor) -> bool:
@@ -685,16 +686,19 @@ class RowBernoulli:
         return self._mult[dtype]
 
     @staticmethod
-    def _out(out: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """A (K, n) destination: ``out`` viewed as ``like`` (checked), or a new buffer."""
+    def _out(out: torch.Tensor | None, src: torch.Tensor) -> torch.Tensor:
+        """The (K, n) destination holding ``src``'s values, for an in-place kernel: ``out``
+        itself when it is ``src``'s memory, else ``out`` (checked) or a new buffer with
+        ``src`` copied in."""
         if out is None:
-            return _numba.empty(like.shape, like.dtype)
-        if out.dtype != like.dtype or out.numel() != like.numel() or not out.is_contiguous():
+            return _numba.empty(src.shape, src.dtype).copy_(src)
+        if out.dtype != src.dtype or out.numel() != src.numel() or not out.is_contiguous():
             raise ValueError(
-                f"out must be a contiguous {like.dtype} tensor of {like.numel()} elements, "
+                f"out must be a contiguous {src.dtype} tensor of {src.numel()} elements, "
                 f"got {out.dtype} {tuple(out.shape)} (contiguous={out.is_contiguous()})"
             )
-        return out.detach().view(like.shape)
+        dst = out.detach().view(src.shape)
+        return dst if dst.data_ptr() == src.data_ptr() else dst.copy_(src)
 
     def _wide(self, t: torch.Tensor) -> bool:
         """Whether t's dtype cannot hold a multiplier (float32, keep < ~2.9e-39): the numba
@@ -707,29 +711,23 @@ class RowBernoulli:
         """``dropout(relu(z))`` of member rows; z (K, ...) -> same shape.
 
         ``out``: a contiguous tensor of z's shape and dtype to write into; ``out=z``
-        (contiguous) works in place, each element is read before it is written. Writing
-        into a buffer that is already in cache (z, just produced by a GEMM) instead of a
-        fresh one halves the memory traffic of the call.
+        (contiguous) works in place. The kernel always works in place (a copy of z goes
+        into ``out`` or a new buffer first): writing into z, just produced by a GEMM and
+        still in cache, instead of a fresh buffer halves the memory traffic of the call.
         """
         z2 = z.detach().contiguous().view(self.K, -1)  # (K, n)
         n = z2.shape[1]
         k0, k1 = _hash.keys(None, offset, premixed=self.premixed)
-        base = np.zeros(self.K, dtype=np.int64)
+        base = self._base
         if self._wide(z2):
             p = Params(self.K, n, base, k0, k1, thr=self.thr, mult=self.mult)
             return _hash.bernoulli_torch(torch.relu(z2), p).view(z.shape)
-        out = self._out(out, z2)
-        za, oa = z2.view(-1).numpy(), out.view(-1).numpy()
-        if out.data_ptr() == z2.data_ptr():
-            _numba.run(
-                _numba.relu_bernoulli_inplace, self.K, n, torch.get_num_threads(),
-                oa, base, k0, k1, self.thr, self._m(za.dtype), n,
-            )  # fmt: skip
-        else:
-            _numba.run(
-                _numba.relu_bernoulli, self.K, n, torch.get_num_threads(),
-                za, oa, base, k0, k1, self.thr, self._m(za.dtype), n,
-            )  # fmt: skip
+        out = self._out(out, z2)  # z's values, in z itself (in place) or a copy
+        oa = out.view(-1).numpy()
+        _numba.run(
+            _numba.relu_bernoulli_inplace, self.K, n, torch.get_num_threads(),
+            oa, base, k0, k1, self.thr, self._m(oa.dtype), n,
+        )  # fmt: skip
         return out.view(z.shape)
 
     def backward(
@@ -744,16 +742,10 @@ class RowBernoulli:
             m = torch.from_numpy(self.mult)[:, None]  # (K, 1) float64
             zero = torch.zeros((), dtype=torch.float64)
             return torch.where(y2 > 0, g2.double() * m, zero).to(g.dtype).view(g.shape)
-        out = self._out(out, g2)
-        ga, ya, oa = g2.view(-1).numpy(), y2.view(-1).numpy(), out.view(-1).numpy()
-        if out.data_ptr() == g2.data_ptr():
-            _numba.run(
-                _numba.positive_scale_inplace, self.K, n, torch.get_num_threads(),
-                oa, ya, self._m(ga.dtype), n,
-            )  # fmt: skip
-        else:
-            _numba.run(
-                _numba.positive_scale, self.K, n, torch.get_num_threads(),
-                ga, ya, oa, self._m(ga.dtype), n,
-            )  # fmt: skip
+        out = self._out(out, g2)  # g's values, in g itself (in place) or a copy
+        oa = out.view(-1).numpy()
+        _numba.run(
+            _numba.positive_scale_inplace, self.K, n, torch.get_num_threads(),
+            oa, y2.view(-1).numpy(), self._m(oa.dtype), n,
+        )  # fmt: skip
         return out.view(g.shape)

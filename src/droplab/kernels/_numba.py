@@ -112,51 +112,10 @@ def _bernoulli(x, out, base, k0, k1, thr, mult, n, t0, t1):
             j0 = j1
 
 
-def _relu_bernoulli(x, out, base, k0, k1, thr, mult, n, t0, t1):
-    # out = relu(x) * mult where kept else 0: _bernoulli applied to relu(x), one pass
-    nc = (n + CHUNK - 1) // CHUNK
-    for t in range(t0, t1):  # tasks t0..t1-1 of the R * nc (row, chunk) tasks
-        r = t // nc
-        s = (t % nc) * CHUNK
-        e = min(s + CHUNK, n)
-        a = k0[r]
-        b = k1[r]
-        tr = thr[r]
-        m = mult[r]
-        zero = m - m
-        j0 = 0
-        while j0 < e - s:  # segments of constant high counter word, as in _bernoulli
-            c0 = base[r] + s + j0
-            j1 = j0 + _segment_end(c0, e - s - j0)
-            xs = x[r * n + s + j0 : r * n + s + j1]
-            os = out[r * n + s + j0 : r * n + s + j1]
-            for j in range(j1 - j0):
-                h = _hash32s(c0, j, a, b)
-                v = xs[j]
-                v = zero if v <= zero else v  # relu; NaN stays NaN like torch.relu
-                os[j] = v * m if (h >> np.uint32(8)) < tr else zero
-            j0 = j1
-
-
-def _positive_scale(g, y, out, mult, n, t0, t1):
-    # out = g * mult where y > 0 else 0: the backward of relu + dropout read off the output
-    nc = (n + CHUNK - 1) // CHUNK
-    for t in range(t0, t1):
-        r = t // nc
-        s = (t % nc) * CHUNK
-        e = min(s + CHUNK, n)
-        m = mult[r]
-        zero = m - m
-        gs = g[r * n + s : r * n + e]
-        ys = y[r * n + s : r * n + e]
-        os = out[r * n + s : r * n + e]
-        for j in range(e - s):
-            os[j] = gs[j] * m if ys[j] > zero else zero
-
-
 def _relu_bernoulli_inplace(x, base, k0, k1, thr, mult, n, t0, t1):
-    # _relu_bernoulli with out = x: one array, so LLVM vectorizes (aliased x/out would
-    # fail its overlap check and run the branchy scalar loop, ~15x slower)
+    # x <- relu(x) * mult where kept else 0 (_bernoulli applied to relu(x), one pass), in
+    # place: one array, so LLVM vectorizes (separate x/out arrays that alias would fail
+    # its overlap check and run the branchy scalar loop, ~15x slower)
     nc = (n + CHUNK - 1) // CHUNK
     for t in range(t0, t1):
         r = t // nc
@@ -175,13 +134,13 @@ def _relu_bernoulli_inplace(x, base, k0, k1, thr, mult, n, t0, t1):
             for j in range(j1 - j0):
                 h = _hash32s(c0, j, a, b)
                 v = xs[j]
-                v = zero if v <= zero else v
+                v = zero if v <= zero else v  # relu; NaN stays NaN like torch.relu
                 xs[j] = v * m if (h >> np.uint32(8)) < tr else zero
             j0 = j1
 
 
 def _positive_scale_inplace(g, y, mult, n, t0, t1):
-    # _positive_scale with out = g
+    # g <- g * mult where y > 0 else 0: the backward of relu + dropout read off the output
     nc = (n + CHUNK - 1) // CHUNK
     for t in range(t0, t1):
         r = t // nc
@@ -370,8 +329,6 @@ def _jit(fn):
 
 _segment_end = _jit(_segment_end)
 bernoulli = _jit(_bernoulli)
-relu_bernoulli = _jit(_relu_bernoulli)
-positive_scale = _jit(_positive_scale)
 relu_bernoulli_inplace = _jit(_relu_bernoulli_inplace)
 positive_scale_inplace = _jit(_positive_scale_inplace)
 bits = _jit(_bits)

@@ -260,11 +260,11 @@ def _row_masks(noise: MemberNoise, slot: int, z: torch.Tensor):
 
 
 def _relu_dropout_forward(
-    z: torch.Tensor, noise: MemberNoise, slot: int, inplace: bool
+    z: torch.Tensor, noise: MemberNoise, slot: int, inplace: bool, rows
 ) -> torch.Tensor:
-    """``batched_dropout(relu(z))``; with ``inplace`` the fused path writes into z itself
-    when z is contiguous, so the pass touches memory that is still in cache."""
-    rows = _row_masks(noise, slot, z)
+    """``batched_dropout(relu(z))``; ``rows`` is ``_row_masks(noise, slot, z)``. With
+    ``inplace`` the fused path writes into z itself when z is contiguous, so the pass
+    touches memory that is still in cache."""
     if rows is None:
         return batched_dropout(torch.relu(z), noise, slot)
     out = z if inplace and z.is_contiguous() else None
@@ -282,7 +282,7 @@ class _ReluDropout(torch.autograd.Function):
     def forward(ctx, z: torch.Tensor, noise: MemberNoise, slot: int, inplace: bool) -> torch.Tensor:
         ctx.rows = _row_masks(noise, slot, z)
         ctx.inplace = inplace
-        y = _relu_dropout_forward(z, noise, slot, inplace)  # grad mode is off in here
+        y = _relu_dropout_forward(z, noise, slot, inplace, ctx.rows)  # grad mode is off
         if y.data_ptr() == z.data_ptr():  # written in place: autograd must know
             ctx.mark_dirty(z)
             y = z
@@ -319,4 +319,4 @@ def relu_dropout(
         inplace = False
     if torch.is_grad_enabled() and z.requires_grad:
         return _ReluDropout.apply(z, noise, slot, inplace)
-    return _relu_dropout_forward(z, noise, slot, inplace)
+    return _relu_dropout_forward(z, noise, slot, inplace, _row_masks(noise, slot, z))
