@@ -32,6 +32,26 @@ PARALLEL_MIN = 1 << 19  # below this many elements one thread wins (a hand-off c
 _I32 = ir.IntType(32)
 
 
+def _hash_ir(builder, lo, hi, a, b):
+    """LLVM IR of h = mix32(mix32(lo ^ a) ^ b ^ hi * G32), all i32 wrapping arithmetic."""
+    c = lambda v: ir.Constant(_I32, v)  # noqa: E731
+
+    def mix(h):
+        h = builder.xor(h, builder.lshr(h, c(16)))
+        h = builder.mul(h, c(MIX32_A))
+        h = builder.xor(h, builder.lshr(h, c(15)))
+        h = builder.mul(h, c(MIX32_B))
+        return builder.xor(h, builder.lshr(h, c(15)))
+
+    h = mix(builder.xor(lo, a))
+    h = builder.xor(builder.xor(h, b), builder.mul(hi, c(G32)))
+    return mix(h)
+
+
+def _high_word(builder, i):
+    return builder.trunc(builder.lshr(i, ir.Constant(ir.IntType(64), 32)), _I32)
+
+
 @intrinsic
 def _hash32(typingctx, idx, k0, k1):
     """h = mix32(mix32(lo ^ k0) ^ k1 ^ hi * G32), all in 32-bit wrapping arithmetic."""
@@ -39,20 +59,7 @@ def _hash32(typingctx, idx, k0, k1):
 
     def codegen(context, builder, signature, args):
         i, a, b = args
-        c = lambda v: ir.Constant(_I32, v)  # noqa: E731
-
-        def mix(h):
-            h = builder.xor(h, builder.lshr(h, c(16)))
-            h = builder.mul(h, c(MIX32_A))
-            h = builder.xor(h, builder.lshr(h, c(15)))
-            h = builder.mul(h, c(MIX32_B))
-            return builder.xor(h, builder.lshr(h, c(15)))
-
-        lo = builder.trunc(i, _I32)
-        hi = builder.trunc(builder.lshr(i, ir.Constant(ir.IntType(64), 32)), _I32)
-        h = mix(builder.xor(lo, a))
-        h = builder.xor(builder.xor(h, b), builder.mul(hi, c(G32)))
-        return mix(h)
+        return _hash_ir(builder, builder.trunc(i, _I32), _high_word(builder, i), a, b)
 
     return sig, codegen
 
@@ -65,20 +72,8 @@ def _hash32s(typingctx, c0, j, k0, k1):
 
     def codegen(context, builder, signature, args):
         c0_, j_, a, b = args
-        c = lambda v: ir.Constant(_I32, v)  # noqa: E731
-
-        def mix(h):
-            h = builder.xor(h, builder.lshr(h, c(16)))
-            h = builder.mul(h, c(MIX32_A))
-            h = builder.xor(h, builder.lshr(h, c(15)))
-            h = builder.mul(h, c(MIX32_B))
-            return builder.xor(h, builder.lshr(h, c(15)))
-
         lo = builder.add(builder.trunc(c0_, _I32), builder.trunc(j_, _I32))
-        hi = builder.trunc(builder.lshr(c0_, ir.Constant(ir.IntType(64), 32)), _I32)
-        h = mix(builder.xor(lo, a))
-        h = builder.xor(builder.xor(h, b), builder.mul(hi, c(G32)))
-        return mix(h)
+        return _hash_ir(builder, lo, _high_word(builder, c0_), a, b)
 
     return sig, codegen
 
