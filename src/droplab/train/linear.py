@@ -31,6 +31,12 @@ def narrow(batch: int, fan_in: int, fan_out: int) -> bool:
     return fan_out < NARROW and fan_out < fan_in and fan_out < batch
 
 
+def _forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, t: bool) -> torch.Tensor:
+    if t:  # y^T = W^T h^T + b^T: (K, O, B), returned as a (K, B, O) view
+        return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
+    return torch.baddbmm(b, h, W)
+
+
 class GradBuffers:
     """Reused outputs for the weight and bias gradients of a net's stacked layers.
 
@@ -59,9 +65,7 @@ class _StackedLinear(torch.autograd.Function):
         t = narrow(h.shape[1], W.shape[1], W.shape[2])
         ctx.t, ctx.buffers, ctx.key = t, buffers, key
         ctx.save_for_backward(h, W)
-        if t:  # y^T = W^T h^T + b^T: (K, O, B), returned as a (K, B, O) view
-            return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
-        return torch.baddbmm(b, h, W)
+        return _forward(h, W, b, t)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -102,8 +106,8 @@ def stacked_linear(
     Shape: h (K, B, I), W (K, I, O), b (K, 1, O) -> (K, B, O) (for a narrow layer a
     transposed view; callers that need contiguous rows reshape, which copies).
     """
-    if h.device.type != "cpu" or not torch.is_grad_enabled():
-        if h.device.type == "cpu" and narrow(h.shape[1], W.shape[1], W.shape[2]):
-            return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
+    if h.device.type != "cpu":
         return torch.baddbmm(b, h, W)
+    if not torch.is_grad_enabled():
+        return _forward(h, W, b, narrow(h.shape[1], W.shape[1], W.shape[2]))
     return _StackedLinear.apply(h, W, b, buffers, key)
