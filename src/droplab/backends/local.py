@@ -84,10 +84,20 @@ class LocalBackend:
                         break
                     todo.popleft()
                     on_start(group)
-                    future = self._pool.submit(execute_group, study, group, device)
+                    try:
+                        future = self._pool.submit(execute_group, study, group, device)
+                    except BrokenProcessPool:
+                        # a worker died since the last wait: this group never started; it
+                        # waits while the groups in flight are sorted out below
+                        todo.appendleft((index, group))
+                        break
                     in_flight[future] = (index, group)
                     if index in suspects:
                         break
+                if not in_flight:  # the pool broke with nothing in flight: start a new one
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
+                    continue
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
