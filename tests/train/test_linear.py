@@ -66,3 +66,33 @@ def test_grad_buffers_give_the_same_gradients_in_reused_memory():
         ptrs.append((got[1].data_ptr(), got[2].data_ptr()))
         del got  # the trainer's promise: a step's gradients are dead before the next
     assert ptrs[0] == ptrs[1]  # dW and db written into the same buffers both steps
+
+
+def test_step_buffers_reuse_activations_and_input_gradients():
+    """The trainer's layer outputs and input gradients live in reused memory and give the
+    same numbers as baddbmm; a backward through a step whose buffers a later step
+    overwrote is refused by autograd, not silently computed from overwritten values."""
+    from droplab.train.linear import GradBuffers
+
+    g = torch.Generator().manual_seed(4)
+    bufs = GradBuffers()
+    steps = []
+    for _ in range(2):
+        h = torch.randn(3, 20, 40, generator=g, requires_grad=True)
+        W1 = torch.randn(3, 40, 64, generator=g, requires_grad=True)
+        b1 = torch.randn(3, 1, 64, generator=g, requires_grad=True)
+        W2 = torch.randn(3, 64, 48, generator=g, requires_grad=True)
+        b2 = torch.randn(3, 1, 48, generator=g, requires_grad=True)
+        a = stacked_linear(h, W1, b1, buffers=bufs, key=0)
+        y = stacked_linear(a.pow(2), W2, b2, buffers=bufs, key=1)  # pow saves a
+        steps.append((y, a, (h, W1, b1, W2, b2)))
+    (y0, a0, _), (y1, a1, leaves) = steps
+    assert (a0.data_ptr(), y0.data_ptr()) == (a1.data_ptr(), y1.data_ptr())  # reused
+    h, W1, b1, W2, b2 = leaves
+    ref = torch.baddbmm(b2, torch.baddbmm(b1, h, W1).pow(2), W2)
+    torch.testing.assert_close(y1, ref)
+    up = torch.randn(3, 20, 48, generator=g)
+    for got, want in zip(torch.autograd.grad(y1, leaves, up), torch.autograd.grad(ref, leaves, up)):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(y0, steps[0][2], up)  # step 0's saved output was overwritten

@@ -31,32 +31,55 @@ def narrow(batch: int, fan_in: int, fan_out: int) -> bool:
     return fan_out < NARROW and fan_out < fan_in and fan_out < batch
 
 
-def _forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, t: bool) -> torch.Tensor:
+def _forward(
+    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, t: bool, out: torch.Tensor | None = None
+) -> torch.Tensor:
     if t:  # y^T = W^T h^T + b^T: (K, O, B), returned as a (K, B, O) view
         return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
+    if out is not None:
+        return torch.baddbmm(b, h, W, out=out)
     return torch.baddbmm(b, h, W)
 
 
 class GradBuffers:
-    """Reused outputs for the weight and bias gradients of a net's stacked layers.
+    """Reused memory for the large tensors of one training step of a net's stacked layers:
+    each layer's forward output ``y``, input gradient ``dh``, weight gradient ``dW`` and
+    bias gradient ``db``.
 
-    The trainer consumes a step's gradients (the optimizer step) before the next backward
-    runs, so each layer can write ``dW`` and ``db`` into the same warm buffers every step
-    instead of fresh allocations (measured 2-5% of a batched MLP epoch on the 2-core VM).
-    Whoever holds a ``GradBuffers`` promises exactly that: a gradient returned by one
-    backward is dead before the next backward of the same net. One per net; not shared
-    between threads.
+    Why: on glibc a freed block of a few MiB is handed back to the kernel (heap trim or
+    munmap) and the next step's fresh tensor faults its pages in again. On the 2-core VM
+    that made a (16, 100, 256) bias broadcast into a fresh ``baddbmm`` output take
+    ~0.6 ms instead of ~0.05 ms, ~6800 page faults per epoch of the benchmark MLPs; with
+    every step's large tensors in warm buffers, none (see docs/performance.md).
+
+    Whoever holds a ``GradBuffers`` promises: every tensor a step's forward or backward
+    returns is dead (nobody reads it) before the same net runs its next forward with
+    gradients, which is how the trainer works (it consumes a step's gradients in
+    ``opt.step`` and drops the step's activations). One per net; not shared between
+    threads. Evaluation (no gradients) never uses the buffers.
     """
 
     def __init__(self) -> None:
         self._bufs: dict[tuple, torch.Tensor] = {}
 
-    def get(self, key: tuple, like: torch.Tensor) -> torch.Tensor:
-        """An uninitialized tensor of ``like``'s shape, dtype and device, reused per key."""
+    def empty(
+        self, key: tuple, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """An uninitialized contiguous tensor of this shape, dtype and device, reused per
+        key (a new one when any of them changes, e.g. a shorter last batch).
+
+        Each call returns a fresh alias of the key's memory (``detach()``), and all aliases
+        share one version counter: autograd then refuses (instead of silently using
+        overwritten values) a backward through a step whose buffers a later step reused.
+        """
         b = self._bufs.get(key)
-        if b is None or b.shape != like.shape or b.dtype != like.dtype or b.device != like.device:
-            b = self._bufs[key] = torch.empty_like(like, memory_format=torch.contiguous_format)
-        return b
+        if b is None or b.shape != shape or b.dtype != dtype or b.device != device:
+            b = self._bufs[key] = torch.empty(shape, dtype=dtype, device=device)
+        return b.detach()
+
+    def get(self, key: tuple, like: torch.Tensor) -> torch.Tensor:
+        """:meth:`empty` with ``like``'s shape, dtype and device."""
+        return self.empty(key, tuple(like.shape), like.dtype, like.device)
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -65,7 +88,11 @@ class _StackedLinear(torch.autograd.Function):
         t = narrow(h.shape[1], W.shape[1], W.shape[2])
         ctx.t, ctx.buffers, ctx.key = t, buffers, key
         ctx.save_for_backward(h, W)
-        return _forward(h, W, b, t)
+        out = None
+        if buffers is not None and not t:
+            shape = (h.shape[0], h.shape[1], W.shape[2])  # (K, B, O)
+            out = buffers.empty((key, "y"), shape, torch.result_type(h, W), h.device)
+        return _forward(h, W, b, t, out)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -73,7 +100,12 @@ class _StackedLinear(torch.autograd.Function):
         bufs = ctx.buffers
         dh = dW = db = None
         if ctx.needs_input_grad[0]:
-            dh = torch.bmm(g, W.transpose(1, 2))  # (K, B, I)
+            if bufs is not None:
+                shape = (g.shape[0], g.shape[1], W.shape[1])
+                dh = bufs.empty((ctx.key, "h"), shape, g.dtype, g.device)
+                dh = torch.bmm(g, W.transpose(1, 2), out=dh)  # (K, B, I)
+            else:
+                dh = torch.bmm(g, W.transpose(1, 2))  # (K, B, I)
         if ctx.needs_input_grad[1]:
             if ctx.t:
                 dW = torch.bmm(g.transpose(1, 2), h).transpose(1, 2).contiguous()  # (K, I, O)
