@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from droplab import rng
 from droplab.models.factory import ModelSpec, _slot_on
+from droplab.train import backprop
 from droplab.train.config import MemberConfig, TrainConfig, train_eval_stride
 from droplab.train.linear import GradBuffers, stacked_linear
 from droplab.train.noise import MemberNoise, batched_dropout, fusable, relu_dropout
@@ -383,9 +384,16 @@ def fit_stacked(
     tracker,
     timings: dict[str, float] | None = None,
     fused: bool | None = None,
+    grads: str = "auto",
 ):
     """Train K members at once; returns the net, its noise and each member's selected
-    weights (stacked W, b). Metrics go to ``tracker``."""
+    weights (stacked W, b). Metrics go to ``tracker``.
+
+    ``grads``: "auto" computes a step's gradients with :func:`backprop.mlp_grads` where it
+    applies (bit-identical to autograd, less overhead), "autograd" always with autograd.
+    """
+    if grads not in ("auto", "autograd"):
+        raise ValueError(f"grads must be 'auto' or 'autograd', got {grads!r}")
     task = data.task
     net = make_net(spec, data, members, device)
     x_tr = net.prepare(data.x_train.to(device))  # (n, D) or (n, C, *spatial)
@@ -410,6 +418,7 @@ def fit_stacked(
         backend={"auto": "auto", "kernel": "kernel", "torch": "torch"}[cfg.masks],
     )
     order = [rng.generator(m.seed, "order") for m in members]
+    manual = grads == "auto" and backprop.supported(net, noise, x_tr, extra_loss=extra_loss)
     opt = _optimizer(net, members, cfg, fused=fused)
     net.grad_buffers = GradBuffers()  # each step's gradients are consumed by opt.step
     c = [cfg.max_norm if m.max_norm is None else m.max_norm for m in members]
@@ -435,16 +444,22 @@ def fit_stacked(
         perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)  # (K, n)
         for start in range(0, n, cfg.batch_size):
             idx = perm[:, start : start + cfg.batch_size]  # (K, b)
-            xb, yb = x_tr[idx], y_tr[idx]  # (K, b, ...), (K, b)
-            W = [w.detach().requires_grad_() for w in net.W]
-            b = [t.detach().requires_grad_() for t in net.b]
+            flat = idx.reshape(-1)  # index_select: ~2x faster than x_tr[idx] here
+            xb = x_tr.index_select(0, flat).view(K, -1, *x_tr.shape[1:])  # (K, b, ...)
+            yb = y_tr.index_select(0, flat).view(K, -1)  # (K, b)
             noise.advance()
-            out, hidden = net.forward(xb, W, b, noise)
-            loss = loss_per_member(out, yb, task)  # (K,)
-            if extra_loss is not None:
-                loss = loss + extra_loss(hidden, W[-1].transpose(1, 2), out, hidden_keep)
-            grads = torch.autograd.grad(loss.sum(), [t for pair in zip(W, b) for t in pair])
-            opt.step(grads)
+            if manual:
+                step_grads = backprop.mlp_grads(net, xb, yb, noise, task)
+            else:
+                W = [w.detach().requires_grad_() for w in net.W]
+                b = [t.detach().requires_grad_() for t in net.b]
+                out, hidden = net.forward(xb, W, b, noise)
+                loss = loss_per_member(out, yb, task)  # (K,)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(hidden, W[-1].transpose(1, 2), out, hidden_keep)
+                leaves = [t for pair in zip(W, b) for t in pair]
+                step_grads = torch.autograd.grad(loss.sum(), leaves)
+            opt.step(step_grads)
             if max_norm is not None:
                 net.max_norm_(max_norm)
         t1 = _clock(device)
