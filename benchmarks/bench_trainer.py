@@ -113,8 +113,9 @@ def breakdown(data, device: torch.device, repeats: int = 8) -> dict[str, float]:
     """Fastest-epoch seconds of the batched step with parts removed, interleaved:
     full, without dropout, without dropout and optimizer, and the GEMMs alone (the
     step's 8 batched products at the same shapes, nothing else)."""
+    from droplab.train import backprop
     from droplab.train import mlp as M
-    from droplab.train.linear import stacked_linear
+    from droplab.train.linear import GradBuffers
     from droplab.train.noise import MemberNoise
 
     x_tr, y_tr = data.x_train.to(device), data.y_train.to(device)
@@ -129,19 +130,24 @@ def breakdown(data, device: torch.device, repeats: int = 8) -> dict[str, float]:
             scaling="inverted", device=device,
         )  # fmt: skip
         opt = M._optimizer(net, members, TrainConfig(batch_size=BATCH))
+        net.grad_buffers = GradBuffers()  # as fit_stacked
         return net, noise, opt, [rng.generator(m.seed, "order") for m in members]
 
     def epoch(state, step: bool = True) -> None:
         net, noise, opt, order = state
+        manual = backprop.supported(net, noise, x_tr)  # as fit_stacked decides
         perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)
         for s in range(0, n, BATCH):
             idx = perm[:, s : s + BATCH]
-            W = [w.detach().requires_grad_() for w in net.W]
-            b = [t.detach().requires_grad_() for t in net.b]
             noise.advance()
-            out, _ = net.forward(x_tr[idx], W, b, noise)
-            loss = M.loss_per_member(out, y_tr[idx], "classification")
-            grads = torch.autograd.grad(loss.sum(), [t for p in zip(W, b) for t in p])
+            if manual:
+                grads = backprop.mlp_grads(net, x_tr[idx], y_tr[idx], noise, "classification")
+            else:
+                W = [w.detach().requires_grad_() for w in net.W]
+                b = [t.detach().requires_grad_() for t in net.b]
+                out, _ = net.forward(x_tr[idx], W, b, noise)
+                loss = M.loss_per_member(out, y_tr[idx], "classification")
+                grads = torch.autograd.grad(loss.sum(), [t for p in zip(W, b) for t in p])
             if step:
                 opt.step(grads)
 
@@ -151,14 +157,20 @@ def breakdown(data, device: torch.device, repeats: int = 8) -> dict[str, float]:
     bs = [torch.randn(K, 1, o, device=device) for o in sizes[1:]]
     gs = [torch.randn(K, BATCH, o, device=device) for o in sizes[1:]]
 
-    def gemms() -> None:
+    ys = [torch.empty(K, BATCH, o, device=device) for o in sizes[1:-1]]
+    dWs = [torch.empty_like(w) for w in Ws]
+    dhs = [torch.empty_like(h) for h in hs]
+
+    def gemms() -> None:  # the step's products in its layouts, into warm outputs like it
         for _ in range(0, n, BATCH):
-            for j in range(3):
-                stacked_linear(hs[j], Ws[j], bs[j])
-            torch.bmm(hs[0].transpose(1, 2), gs[0])  # dW1 (no input gradient)
-            for j in (1, 2):
-                torch.bmm(gs[j], Ws[j].transpose(1, 2))  # dh
-                torch.bmm(gs[j].transpose(1, 2), hs[j])  # dW (transposed layout: same work)
+            for j in range(2):
+                torch.baddbmm(bs[j], hs[j], Ws[j], out=ys[j])
+            torch.baddbmm(bs[2].mT, Ws[2].mT, hs[2].mT)  # narrow head: transposed
+            torch.bmm(hs[0].mT, gs[0], out=dWs[0])  # dW1 (no input gradient)
+            torch.bmm(gs[1], Ws[1].mT, out=dhs[1])
+            torch.bmm(hs[1].mT, gs[1], out=dWs[1])
+            torch.bmm(gs[2], Ws[2].mT, out=dhs[2])
+            torch.bmm(gs[2].mT, hs[2])  # narrow head's dW^T
 
     full, clean = setup(RATE), setup(0.0)
     parts = {

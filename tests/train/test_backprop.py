@@ -141,3 +141,27 @@ def test_cases_that_need_autograd_are_refused(tiny, spec, members, masks, extra)
             backprop.mlp_grads(
                 net, data.x_train[:8].unsqueeze(0), data.y_train[:8][None], noise, "classification"
             )
+
+
+@pytest.mark.parametrize("scaling", ["inverted", "classic"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relu_dropout_backward_equals_the_kernel_for_any_thread_count(scaling, threads, dtype):
+    """The torch passes (several threads) and the kernel (one) give the same bits."""
+    from droplab.kernels import RowBernoulli
+
+    keep = [0.7, 0.1, 1.0, 0.55, 0.9999]  # scales that are not powers of two
+    rows = RowBernoulli(keep, torch.arange(5) * 11 + 3, scaling=scaling)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 33, 70, generator=g, dtype=dtype)
+    h = rows.relu(z, 9)
+    up = torch.randn(5, 33, 70, generator=g, dtype=dtype)
+    want = rows.backward(up.clone(), h)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = backprop._relu_backward_(up.clone(), h, rows)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, want)
+    assert bool((got != 0).any()) and bool((got == 0).any())

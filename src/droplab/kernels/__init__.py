@@ -673,7 +673,7 @@ class RowBernoulli:
         self.thr = _hash.thresholds(k).astype(np.uint32)
         self.mult = _hash.scales(k, scaling)
         self._top = _hash.largest(self.mult)  # the largest multiplier
-        self._mult: dict[np.dtype, np.ndarray] = {}
+        self._mult: dict = {}  # numpy multipliers per np.dtype, tensors per (torch.dtype, dtype)
         self._base = np.zeros(self.K, dtype=np.int64)  # member rows count from 0
 
     @staticmethod
@@ -699,6 +699,18 @@ class RowBernoulli:
             )
         dst = out.detach().view(src.shape)
         return dst if dst.data_ptr() == src.data_ptr() else dst.copy_(src)
+
+    def multipliers(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """The kept units' factors ``s_k`` as a (K,) tensor of ``dtype``, exactly the values
+        the kernels multiply by (so ``torch.where(y > 0, g * s, 0)`` equals
+        :meth:`backward` bit for bit), or None where ``dtype`` cannot hold them (then only
+        :meth:`backward` is exact)."""
+        if dtype not in _NUMBA_DTYPES or _hash.mult_dtype(dtype, self._top) != dtype:
+            return None
+        key = torch.dtype, dtype
+        if key not in self._mult:
+            self._mult[key] = torch.from_numpy(self._m(np.dtype(str(dtype).split(".")[1])))
+        return self._mult[key]
 
     def _wide(self, t: torch.Tensor) -> bool:
         """Whether t's dtype cannot hold a multiplier (float32, keep < ~2.9e-39): the numba
