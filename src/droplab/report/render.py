@@ -75,6 +75,8 @@ class _Section:
     references: list[str] = field(default_factory=list)  # as given by the study
     preset: str = ""
     other_presets: list[str] = field(default_factory=list)
+    provenance: str = ""  # code version(s) and thread count(s) of the finished trials
+    mixed: str = ""  # the warning when those are not one code version and one thread count
 
 
 def render(
@@ -215,6 +217,7 @@ def _build_section(
     section.n_done, section.n_failed = int(done.sum()), len(failed_rows)
     section.n_other = len(frame) - section.n_done - section.n_failed
     section.failed = [_describe_failed(row) for _, row in failed_rows.iterrows()]
+    section.provenance, section.mixed = _provenance(frame[done])
     if section.n_done == 0:
         section.state = "failed" if section.n_failed else "not run"
         return section
@@ -279,8 +282,53 @@ def _status_column(frame: pd.DataFrame) -> pd.Series:
 _NOT_CONFIG = frozenset(
     {"hash", "study", "preset", "seed", "status", "attempts", "seconds", "started_at"}
     | {"finished_at", "host", "backend", "device", "droplab_version", "torch_version"}
-    | {"python_version", "curves", *_ERROR_COLUMNS}
+    | {"python_version", "code_version", "threads", "curves", *_ERROR_COLUMNS}
 )
+
+
+def _value_counts(rows: pd.DataFrame, column: str) -> list[tuple[str, int]]:
+    """(value as text, number of rows) of ``column``, most common first; a missing column
+    or value (trials stored before the store recorded it) counts as "not recorded"."""
+    if column in rows.columns:
+        values = [_fmt(v) if _present(v) else "not recorded" for v in rows[column]]
+    else:
+        values = ["not recorded"] * len(rows)
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _provenance(done: pd.DataFrame) -> tuple[str, str]:
+    """(line, warning) about what trained the finished trials ``done``: the code version
+    (git commit) and torch thread count. Both are needed to reproduce the numbers digit for
+    digit (docs/findings.md). The warning is "" unless the trials mix several of either
+    (or mix recorded and unrecorded ones)."""
+    if len(done) == 0:
+        return "", ""
+    parts, mixed = [], []
+    for column, one, unknown, many in (
+        ("code_version", "code {}", "code version not recorded", "code versions"),
+        ("threads", "{} torch thread", "thread count not recorded", "torch thread counts"),
+    ):
+        counts = _value_counts(done, column)
+        if len(counts) == 1:
+            value = counts[0][0]
+            text = one.format(value) + ("" if value == "1" else "s") * (column == "threads")
+            parts.append(unknown if value == "not recorded" else text)
+        else:
+            listed = ", ".join(f"{v} ({n} trial{'s' * (n != 1)})" for v, n in counts)
+            parts.append(f"{many} {listed}")
+            mixed.append(f"{len(counts)} {many.removeprefix('torch ')}")
+    line = "Provenance: " + "; ".join(parts) + "."
+    warning = ""
+    if mixed:
+        warning = (
+            f"Mixed provenance: the finished trials come from {' and '.join(mixed)}, so these "
+            "numbers are not reproducible digit for digit from one checkout and one thread "
+            "count; re-run the study into a fresh store to get a single-provenance result."
+        )
+    return line, warning
 
 
 def _describe_failed(row: pd.Series) -> str:
@@ -533,6 +581,10 @@ def _markdown(sections: list[_Section], meta: dict[str, str]) -> str:
         if s.question:
             out += [_md_quote(s.question), ""]
         out += [f"**Status:** {_STATE_TEXT[s.state]} ({_trial_counts(s)})", ""]
+        if s.provenance:
+            out += [f"_{_md_escape(s.provenance)}_", ""]
+        if s.mixed:
+            out += [f"**{_md_escape(s.mixed)}**", ""]
         if s.findings is None:
             if s.state in ("analysis error", "unavailable"):
                 out += ["The analysis failed:", "", _md_fenced(s.error), ""]
@@ -628,6 +680,9 @@ figure img { max-width: 100%; height: auto; border: 1px solid var(--line); borde
   background: #fff; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
 .notrun { color: var(--muted); }
+.provenance { color: var(--muted); font-size: 13px; margin: 0 0 10px; }
+.mixed { border-left: 4px solid var(--warn); background: #fdf6e8; padding: 8px 14px;
+  border-radius: 0 6px 6px 0; margin: 0 0 14px; }
 .failed-list li { color: #7a2e00; }
 .refs li, .bib li { margin-bottom: 6px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 40px; }
@@ -685,6 +740,10 @@ def _html_section(s: _Section) -> str:
     )
     if s.question:
         h.append(f"<blockquote>{_e(s.question)}</blockquote>")
+    if s.provenance:
+        h.append(f'<p class="provenance">{_e(s.provenance)}</p>')
+    if s.mixed:
+        h.append(f'<p class="mixed">{_e(s.mixed)}</p>')
     if s.findings is None:
         if s.state in ("analysis error", "unavailable"):
             h.append("<p><strong>The analysis failed:</strong></p>")

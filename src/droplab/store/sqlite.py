@@ -17,7 +17,21 @@ marked as droplab's by ``PRAGMA application_id`` and a ``meta`` row ``applicatio
            attempts,                    -- how many times the trial was started
            host, backend, device,
            droplab_version, torch_version, python_version,
-           error)                       -- the failure's text for a failed trial
+           error,                       -- the failure's text for a failed trial
+           code_version,                -- v2: git commit of the droplab source that trained
+                                        --     the trial ("7554208c1f0e", "-dirty" suffix when
+                                        --     the package's tracked files had uncommitted
+                                        --     changes); NULL when not a git checkout
+           threads)                     -- v2: torch.get_num_threads() of the training process
+
+Both provenance columns matter for reproducing numbers digit for digit: some batched
+GEMM/reduction results differ between torch thread counts, and the package version does not
+change between commits.
+
+Migration: opening a version-1 store for writing adds the two version-2 columns in place
+(one transaction: ``ALTER TABLE ... ADD COLUMN``, then ``PRAGMA user_version = 2``); its
+old rows read them as NULL. A read-only open never migrates: a version-1 store reads as is,
+with ``code_version`` and ``threads`` None. A store of a newer schema is refused.
 
 A trial (or a whole group of trials trained together) is written in ONE transaction, so a
 process killed at any instant leaves either the complete row or the previous state.
@@ -60,7 +74,7 @@ __all__ = [
     "config_hash",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION = "droplab-store"
 # PRAGMA application_id: ASCII "DROP" as a big-endian 32-bit int, visible in the file header.
 APPLICATION_ID = 0x44524F50
@@ -94,6 +108,15 @@ CREATE TABLE trials (
 );
 CREATE INDEX trials_by_study ON trials (study, preset, status);
 """
+# Steps from schema version N-1 to N, each run in one transaction with the user_version
+# bump. A new store is _SCHEMA_V1 plus every step, so created and migrated stores have the
+# same schema (same columns in the same order).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE trials ADD COLUMN code_version TEXT",
+        "ALTER TABLE trials ADD COLUMN threads INTEGER",
+    ),
+}
 
 _META_COLUMNS = ("hash", "study", "preset", "seed", "status")
 _TAIL_COLUMNS = (
@@ -108,6 +131,8 @@ _TAIL_COLUMNS = (
     "droplab_version",
     "torch_version",
     "python_version",
+    "code_version",
+    "threads",
     "curves",
 )
 
@@ -159,6 +184,8 @@ class TrialRecord:
     torch_version: str | None = None
     python_version: str | None = None
     error: str | None = None
+    code_version: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -262,6 +289,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self._columns: frozenset[str] = frozenset()  # of `trials`, set once the schema is known
         self._con = self._connect()
         try:
             self._check_or_create()
@@ -377,6 +405,7 @@ class Store:
                     raise StoreError(f"{self.path} is an empty file, not a droplab store yet")
             if not tables and version == 0:
                 if self._create():
+                    self._columns = self._trial_columns()
                     return
                 version, tables = self._schema_state()  # another process just created it
             marker = None
@@ -400,8 +429,34 @@ class Store:
             if not self.readonly:
                 con.execute("PRAGMA journal_mode = WAL")
                 con.execute("PRAGMA synchronous = NORMAL")
+                if version < SCHEMA_VERSION:
+                    self._migrate()
+            self._columns = self._trial_columns()
         except sqlite3.DatabaseError as e:
             raise self._translate(e) from None
+
+    def _trial_columns(self) -> frozenset[str]:
+        """The column names of ``trials`` as the file has them now."""
+        return frozenset(r[1] for r in self._con.execute("PRAGMA table_info(trials)"))
+
+    def _migrate(self) -> None:
+        """Bring an older store up to :data:`SCHEMA_VERSION` in place, one transaction.
+
+        The version is read again inside the write transaction, so two runs opening the
+        same old store together migrate it exactly once."""
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    con.execute(statement)
+            if version < SCHEMA_VERSION:
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
 
     def _schema_state(self) -> tuple[int, set[str]]:
         """(user_version, table names), read in one snapshot."""
@@ -439,6 +494,9 @@ class Store:
                 return False
             for statement in _SCHEMA_V1.split(";"):
                 if statement.strip():
+                    con.execute(statement)
+            for step in range(2, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
                     con.execute(statement)
             con.execute("INSERT INTO meta (key, value) VALUES ('application', ?)", (APPLICATION,))
             con.execute(
@@ -573,6 +631,8 @@ class Store:
                     r.torch_version,
                     r.python_version,
                     r.error,
+                    r.code_version,
+                    None if r.threads is None else int(r.threads),
                 )
             )
         with self._write() as con:
@@ -580,8 +640,8 @@ class Store:
                 """INSERT INTO trials (hash, study, preset, seed, config, status, metrics, curves,
                                        started_at, finished_at, seconds, attempts, host, backend,
                                        device, droplab_version, torch_version, python_version,
-                                       error)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+                                       error, code_version, threads)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (hash) DO UPDATE SET
                        status = excluded.status, metrics = excluded.metrics,
                        curves = excluded.curves, started_at = excluded.started_at,
@@ -589,7 +649,8 @@ class Store:
                        host = excluded.host, backend = excluded.backend,
                        device = excluded.device, droplab_version = excluded.droplab_version,
                        torch_version = excluded.torch_version,
-                       python_version = excluded.python_version, error = excluded.error
+                       python_version = excluded.python_version, error = excluded.error,
+                       code_version = excluded.code_version, threads = excluded.threads
                    WHERE trials.status != 'finished'""",
                 rows,
             )
@@ -649,9 +710,12 @@ class Store:
         Columns: ``hash, study, preset, seed, status``, then the config keys (sorted), then
         the metric keys (sorted; a metric whose name is already a column gets the prefix
         ``metric_``), then ``error, attempts, seconds, started_at, finished_at, host, backend,
-        device, droplab_version, torch_version, python_version, curves`` (a dict per row).
-        Lists in configs become tuples (hashable, so ``groupby`` works). Missing metrics
-        (failed trials) are NaN. Row order is deterministic: preset, config, seed.
+        device, droplab_version, torch_version, python_version, code_version, threads, curves``
+        (``curves`` a dict per row; ``threads`` nullable ``Int64``; ``code_version`` and
+        ``threads`` are None/NA for trials stored before schema version 2, and in a
+        version-1 store opened read-only). Lists in configs become tuples (hashable, so
+        ``groupby`` works). Missing metrics (failed trials) are NaN. Row order is
+        deterministic: preset, config, seed.
         """
         sql = "SELECT * FROM trials WHERE study = ?"
         params: list[Any] = [study]
@@ -688,10 +752,13 @@ class Store:
                 v = metrics.get(k)
                 row[col] = math.nan if v is None else v
             for c in _TAIL_COLUMNS:
-                row[c] = curves if c == "curves" else r[c]
+                # a version-1 store opened read-only has no version-2 columns: None
+                row[c] = curves if c == "curves" else (r[c] if c in self._columns else None)
             records.append(row)
         frame = pd.DataFrame.from_records(records, columns=columns)
-        return frame.astype({c: "float64" for c in ("seconds", "started_at", "finished_at")})
+        return frame.astype(
+            {**{c: "float64" for c in ("seconds", "started_at", "finished_at")}, "threads": "Int64"}
+        )
 
     def status(self) -> pd.DataFrame:
         """Counts per study and preset: columns ``study, preset, finished, failed, running,
