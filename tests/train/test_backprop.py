@@ -165,3 +165,28 @@ def test_relu_dropout_backward_equals_the_kernel_for_any_thread_count(scaling, t
         torch.set_num_threads(before)
     assert torch.equal(got, want)
     assert bool((got != 0).any()) and bool((got == 0).any())
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_predict_in_reused_eval_buffers_equals_fresh_memory(request, task):
+    """Evaluation writes hidden outputs into one growing scratch buffer per layer; chunks
+    of different sizes (and a shorter last chunk) give the same bits as fresh memory."""
+    data = request.getfixturevalue("tiny" if task == "classification" else "tiny_regression")
+    spec = ModelSpec("mlp", widths=(40, 36))
+    data, net, noise = _setup(data, spec, MEMBERS)
+    x = data.x_train  # 150 rows
+    fresh = M.predict(net, x, net.W, net.b, task=task, rates_noise=noise, chunk=64)
+    net.eval_buffers = GradBuffers()
+    for chunk in (64, 150, 32):  # the buffer grows, then serves smaller views
+        got = M.predict(net, x, net.W, net.b, task=task, rates_noise=noise, chunk=chunk)
+        assert torch.equal(got, fresh)
+    mc = MemberNoise(
+        [m.seed for m in MEMBERS], noise.rates, noise.gaussian, scaling="inverted",
+        device="cpu", stream="mc",
+    )  # fmt: skip
+    net.eval_buffers = None
+    want = M.predict(net, x, net.W, net.b, task=task, rates_noise=noise, mc=mc, samples=3, chunk=64)
+    net.eval_buffers = GradBuffers()
+    mc.counter = 0
+    got = M.predict(net, x, net.W, net.b, task=task, rates_noise=noise, mc=mc, samples=3, chunk=64)
+    assert torch.equal(got, want)

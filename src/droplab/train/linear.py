@@ -19,6 +19,8 @@ the shapes, never on timings, so a run is reproducible.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["GradBuffers", "narrow", "stacked_linear"]
@@ -66,16 +68,31 @@ class GradBuffers:
         self, key: tuple, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         """An uninitialized contiguous tensor of this shape, dtype and device, reused per
-        key (a new one when any of them changes, e.g. a shorter last batch).
+        (key, shape) (a shorter last batch gets its own buffer instead of evicting the
+        full one).
 
-        Each call returns a fresh alias of the key's memory (``detach()``), and all aliases
-        share one version counter: autograd then refuses (instead of silently using
-        overwritten values) a backward through a step whose buffers a later step reused.
+        Each call returns a fresh alias (``detach()``) of the buffer, and all aliases share
+        one version counter: autograd then refuses (instead of silently using overwritten
+        values) a backward through a step whose buffers a later step reused.
         """
-        b = self._bufs.get(key)
-        if b is None or b.shape != shape or b.dtype != dtype or b.device != device:
-            b = self._bufs[key] = torch.empty(shape, dtype=dtype, device=device)
+        k = (key, shape)
+        b = self._bufs.get(k)
+        if b is None or b.dtype != dtype or b.device != device:
+            b = self._bufs[k] = torch.empty(shape, dtype=dtype, device=device)
         return b.detach()
+
+    def scratch(
+        self, key: tuple, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """Like :meth:`empty` for tensors no autograd graph sees (evaluation): the leading
+        elements of one flat buffer per key, grown to the largest request, so the different
+        row counts of evaluation splits share one buffer instead of each faulting in fresh
+        memory (a view: not for outputs of autograd functions)."""
+        numel = math.prod(shape)
+        b = self._bufs.get(key)
+        if b is None or b.numel() < numel or b.dtype != dtype or b.device != device:
+            b = self._bufs[key] = torch.empty(numel, dtype=dtype, device=device)
+        return b[:numel].view(shape)
 
     def get(self, key: tuple, like: torch.Tensor) -> torch.Tensor:
         """:meth:`empty` with ``like``'s shape, dtype and device."""
@@ -132,8 +149,10 @@ def stacked_linear(
 ) -> torch.Tensor:
     """``baddbmm(b, h, W)`` for K members, with each product in its fast layout.
 
-    ``buffers``/``key``: write this layer's weight and bias gradients into reused buffers
-    (see :class:`GradBuffers` for the promise this makes); ``key`` names the layer.
+    ``buffers``/``key``: write this layer's output (and, with gradients, its input, weight
+    and bias gradients) into reused buffers (see :class:`GradBuffers` for the promise this
+    makes); ``key`` names the layer. Without gradients (evaluation) the output goes into
+    the buffer only: the caller promises it is dead before the next call with the key.
 
     Shape: h (K, B, I), W (K, I, O), b (K, 1, O) -> (K, B, O) (for a narrow layer a
     transposed view; callers that need contiguous rows reshape, which copies).
@@ -141,5 +160,10 @@ def stacked_linear(
     if h.device.type != "cpu":
         return torch.baddbmm(b, h, W)
     if not torch.is_grad_enabled():
-        return _forward(h, W, b, narrow(h.shape[1], W.shape[1], W.shape[2]))
+        t = narrow(h.shape[1], W.shape[1], W.shape[2])
+        out = None
+        if buffers is not None and not t:
+            shape = (h.shape[0], h.shape[1], W.shape[2])  # (K, B, O)
+            out = buffers.scratch((key, "eval"), shape, torch.result_type(h, W), h.device)
+        return _forward(h, W, b, t, out)
     return _StackedLinear.apply(h, W, b, buffers, key)

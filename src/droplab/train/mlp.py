@@ -65,6 +65,8 @@ class StackedMLP:
         # reused weight/bias gradient outputs; set by a caller that consumes each step's
         # gradients before the next backward (fit_stacked), see linear.GradBuffers
         self.grad_buffers: GradBuffers | None = None
+        # reused hidden-layer outputs of no-grad forwards (predict); set by fit_stacked
+        self.eval_buffers: GradBuffers | None = None
         self.act = _ACT[spec.activation]
         # ReLU followed by Bernoulli dropout runs as one autograd op whose backward reads
         # the output instead of the mask (noise.relu_dropout); off when extra_loss needs
@@ -134,16 +136,23 @@ class StackedMLP:
         h = x
         last_hidden = x
         fused = False  # slot j already applied together with the ReLU before it
+        grad = torch.is_grad_enabled()
         for j in range(len(W)):
             if not fused:
                 h = _apply_slot(h, j, self.slot_on[j], noise, eval_noise)
             fused = False
-            h = stacked_linear(h, W[j], b[j], buffers=self.grad_buffers, key=j)  # (K, B, out)
-            if j < len(W) - 1:
+            hidden = j < len(W) - 1
+            # evaluation: hidden outputs in reused memory (consumed by the next layer; the
+            # returned logits never are, a caller may keep them)
+            bufs = self.grad_buffers if grad else (self.eval_buffers if hidden else None)
+            h = stacked_linear(h, W[j], b[j], buffers=bufs, key=j)  # (K, B, out)
+            if hidden:
                 nxt = j + 1
                 if self.fuse and noise is not None and self.slot_on[nxt] and fusable(noise, nxt):
                     h = relu_dropout(h, noise, nxt, inplace=True)  # (K, B, out), fused
                     fused = True
+                elif not grad and bufs is not None and self.act is torch.relu:
+                    h = torch.relu_(h)  # the buffer itself: no fresh activation memory
                 else:
                     h = self.act(h)
                 last_hidden = h
@@ -421,6 +430,8 @@ def fit_stacked(
     manual = grads == "auto" and backprop.supported(net, noise, x_tr, extra_loss=extra_loss)
     opt = _optimizer(net, members, cfg, fused=fused)
     net.grad_buffers = GradBuffers()  # each step's gradients are consumed by opt.step
+    if isinstance(net, StackedMLP):
+        net.eval_buffers = GradBuffers()  # predict consumes each chunk's hidden outputs
     c = [cfg.max_norm if m.max_norm is None else m.max_norm for m in members]
     max_norm = None
     if any(v is not None for v in c):
