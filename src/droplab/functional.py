@@ -38,6 +38,7 @@ import torch
 
 from droplab._validate import (
     DEFAULT_RATE,
+    DefaultRate,
     check_choice,
     check_dims,
     check_float_tensor,
@@ -166,6 +167,49 @@ def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
     return kernels
 
 
+_KERNELS: list[ModuleType] = []  # droplab.kernels once imported (the import costs ~1 us)
+
+
+def _kernel_dropout(x, rate, keep, training, scaling, broadcast_dims, generator, backend):
+    """The common training call of :func:`dropout` on the kernel path, checked and
+    dispatched in a few type tests: a CPU float32/float64 ``x``, a float ``rate`` strictly
+    inside (0, 1) and no ``keep``, ``training=True``, no broadcast dims, backend "auto" or
+    "fast". None for every other call, which then takes the general checks. The same
+    values go to ``kernels.bernoulli`` as on the general path (``keep = 1 - rate`` after
+    ``check_rate``'s float conversion, one draw from the generator), so the same bits;
+    the general checks and dispatch cost ~20 us a call (docs/performance.md, "Small
+    tensors")."""
+    if not (
+        training is True
+        and keep is None
+        and (backend == "auto" or backend == "fast")
+        and (scaling == "inverted" or scaling == "classic")
+        and type(broadcast_dims) is tuple
+        and not broadcast_dims
+        and (generator is None or type(generator) is torch.Generator)
+        and type(x) is torch.Tensor
+        and x.is_cpu
+        and (x.dtype is torch.float32 or x.dtype is torch.float64)
+    ):
+        return None
+    if type(rate) is not float and type(rate) is not DefaultRate:
+        return None
+    rate = float(rate)
+    if not 0.0 < rate < 1.0:
+        return None  # 0, 1, NaN and out-of-range rates: the general path
+    if not _KERNELS:
+        if _fast_kernels(backend, x) is None:
+            return None
+        from droplab import kernels
+
+        _KERNELS.append(kernels)
+    if torch.compiler.is_compiling():
+        return None
+    return _KERNELS[0].bernoulli(
+        x, 1.0 - rate, _kernel_seed(generator), scaling=scaling, broadcast_dims=()
+    )
+
+
 def _kernel_seed(generator: torch.Generator | None) -> int:
     """One draw from ``generator`` (or the global RNG): the seed of a counter-based kernel."""
     device = generator.device if generator is not None else "cpu"
@@ -222,6 +266,9 @@ def dropout(
         >>> dropout(torch.ones(4, 3), 0.25, broadcast_dims=0, generator=g).shape
         torch.Size([4, 3])
     """
+    y = _kernel_dropout(x, rate, keep, training, scaling, broadcast_dims, generator, backend)
+    if y is not None:
+        return y
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
     check_choice(scaling, "scaling", SCALINGS)

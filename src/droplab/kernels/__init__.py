@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from droplab.kernels import _hash
+from droplab.kernels import _hash, _pool
 from droplab.kernels._hash import Params
 
 try:  # the compiled CPU backend is optional (extra "fast")
@@ -51,6 +51,7 @@ __all__ = ["RowBernoulli", "backend_name", "bernoulli", "fixed_count", "gaussian
 BACKENDS = ("auto", "fast", "numba", "triton", "torch")
 SCALINGS = ("inverted", "classic")
 _NUMBA_DTYPES = (torch.float32, torch.float64)
+_NUMBA_BACKENDS = frozenset(("auto", "fast", "numba"))  # where a CPU float32/64 x runs numba
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _triton_state: dict[str, object] = {}
@@ -255,6 +256,7 @@ class _Plan:
         self.general = general  # (thr tensor, mult tensor) / sigma tensor, rate's shape
         self.fused = general is None and mask_shape == x_shape
         self._bound: float | None = None
+        self._flat: tuple[torch.dtype, np.ndarray] | None = None  # see _flat_bernoulli
 
     @property
     def bound(self) -> float:
@@ -270,12 +272,39 @@ class _Plan:
         return self._bound
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
+        flat = self._flat
+        if flat is not None and t.dtype is flat[0] and t.is_cpu:
+            return self._flat_rows(t, flat[1])
         if self.fused:
             t2 = t.contiguous().view(self.p.rows, self.p.n)  # (R, n)
             return self._rows(t2).view(t.shape)
         w = _hash.mult_dtype(t.dtype, self.bound)
         m = self.multiplier(w, t.device)  # mask shape, broadcast over x
         return t * m if w == t.dtype else (t.to(w) * m).to(t.dtype)
+
+    def _flat_rows(self, t: torch.Tensor, m: np.ndarray) -> torch.Tensor:
+        """:meth:`_rows` of a one-row numba Bernoulli plan (what :func:`_flat_bernoulli`
+        builds) on a CPU tensor of the plan's dtype, with the multiplier ``m`` (shape (1,),
+        that dtype) prepared once: the same kernel call on the same arrays, without the
+        per-call views, casts and checks. An output below ``_pool.MIN_BYTES`` is a NumPy
+        array wrapped as a tensor (as pooled outputs are): ~6 us less than
+        ``torch.empty`` + ``.numpy()`` on this project's VM."""
+        p = self.p
+        t = t.detach()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        xa = t.numpy()  # x's shape, C-contiguous
+        if xa.nbytes < _pool.MIN_BYTES:
+            oa = np.empty(xa.shape, xa.dtype)
+            out = torch.from_numpy(oa)
+        else:
+            out = _numba.empty(t.shape, t.dtype)
+            oa = out.numpy()
+        _numba.run(
+            _numba.bernoulli, 1, p.n, torch.get_num_threads(),
+            xa.reshape(-1), oa.reshape(-1), p.base, p.k0, p.k1, p.thr, m, p.n,
+        )  # fmt: skip
+        return out
 
     def _rows(self, t2: torch.Tensor) -> torch.Tensor:
         p, b = self.p, self.backend
@@ -391,6 +420,65 @@ def _bernoulli_rates(form: str, k, rows: int, scaling: str):
     return _hash.thresholds(kr).astype(np.uint32), _hash.scales(kr, scaling), None
 
 
+_FLAT_RATES: dict = {}  # (keep, scaling, dtype) -> (thr, mult, m) or None: see below
+_ROW0 = np.zeros(1, dtype=np.int64)  # base of a one-row plan (read only by the kernels)
+
+
+def _flat_rates(keep: float, scaling: str, dtype: torch.dtype):
+    """(thr (1,) uint32, mult (1,) float64, m (1,) of ``dtype``) of a scalar keep, as
+    :func:`_bernoulli_rates` and :meth:`_Plan._rows` form them; None where the numba
+    loop cannot run (float32 x with a multiplier beyond float32), memoized."""
+    key = (keep, scaling, dtype)
+    if key in _FLAT_RATES:
+        return _FLAT_RATES[key]
+    thr, mult, _ = _bernoulli_rates("scalar", keep, 1, scaling)
+    rates = None
+    if dtype == torch.float64 or _hash.largest(mult) <= _hash.F32_MAX:
+        m = np.asarray(mult, dtype=np.float64).astype(
+            np.float32 if dtype == torch.float32 else np.float64
+        )
+        rates = (thr, mult, m)
+    if len(_FLAT_RATES) >= _MEMO_MAX:
+        _FLAT_RATES.pop(next(iter(_FLAT_RATES)), None)
+    _FLAT_RATES[key] = rates
+    return rates
+
+
+def _flat_bernoulli(x, keep, seed, offset, scaling, backend, broadcast_dims, member_seeds):
+    """The plan of the common call (one seed, a float keep, no broadcast dims, a float32 /
+    float64 CPU x, the numba backend), or None for every other call (which the general
+    path then checks and runs). Same keys, threshold, multiplier and kernel as the general
+    path, so the same bits; it skips the general checks and conversions, a fixed
+    ~30 us that set the speed of small tensors (docs/performance.md, "Small tensors")."""
+    if not (
+        member_seeds is None
+        and type(keep) is float
+        and type(seed) is int
+        and type(offset) is int
+        and type(broadcast_dims) is tuple
+        and not broadcast_dims
+        and backend in _NUMBA_BACKENDS
+        and type(x) is torch.Tensor
+        and x.is_cpu
+        and (x.dtype is torch.float32 or x.dtype is torch.float64)
+        and scaling in SCALINGS
+        and 0.0 <= keep <= 1.0
+        and _numba is not None
+    ):
+        return None
+    rates = _flat_rates(keep, scaling, x.dtype)
+    if rates is None:
+        return None
+    thr, mult, m = rates
+    k0, k1 = _hash.keys(seed, offset)
+    shape = x.shape
+    plan = _Plan(
+        "bernoulli", "numba", Params(1, x.numel(), _ROW0, k0, k1, thr=thr, mult=mult), shape, shape
+    )
+    plan._flat = (x.dtype, m)
+    return plan
+
+
 class _Regenerated(torch.autograd.Function):
     """y = x * M(plan); backward g * M(plan) regenerates M from the plan's keys.
 
@@ -406,12 +494,41 @@ class _Regenerated(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return _Regenerated.apply(grad, ctx.plan), None
+        # grad * M through the op again where a graph is built (create_graph=True and grad
+        # requiring grad), else directly: the same values either way
+        return _run(grad, ctx.plan), None
+
+
+def _function_apply():
+    """``_Regenerated.apply`` without its Python wrapper, or None where this torch lacks
+    the pieces. ``torch.autograd.Function.apply``, for a Function without
+    ``setup_context`` and outside functorch transforms (vmap, grad, ...), only unwraps
+    dead functorch wrappers and calls the C ``_FunctionBase.apply``; doing the same here
+    saves ~6 us a call (docs/performance.md, "Small tensors")."""
+    try:
+        from torch._C._functorch import unwrap_if_dead
+
+        apply = torch._C._FunctionBase.__dict__["apply"].__get__(None, _Regenerated)
+        active = torch._C._are_functorch_transforms_active
+    except (AttributeError, ImportError, KeyError, TypeError):  # pragma: no cover
+        return None
+    if _Regenerated.setup_context is not torch.autograd.Function.setup_context:
+        return None  # pragma: no cover - Function.apply would bind default arguments
+
+    def run(x: torch.Tensor, plan) -> torch.Tensor:
+        if active():
+            return _Regenerated.apply(x, plan)
+        return apply(unwrap_if_dead(x), plan)
+
+    return run
+
+
+_APPLY = _function_apply() or _Regenerated.apply
 
 
 def _run(x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _Regenerated.apply(x, plan)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _APPLY(x, plan)
     return plan.apply(x)
 
 
@@ -462,6 +579,9 @@ def bernoulli(
     Shape:
         x: (*), keep: () or broadcastable to the mask shape, output: (*).
     """
+    plan = _flat_bernoulli(x, keep, seed, offset, scaling, backend, broadcast_dims, member_seeds)
+    if plan is not None:
+        return _run(x, plan)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if scaling not in SCALINGS:

@@ -370,6 +370,8 @@ def empty(shape, dtype: torch.dtype) -> torch.Tensor:
     pages (allocate+fill of 64 MiB measured 133 ms -> 32 ms). ``DROPLAB_NO_HUGEPAGES=1``
     turns the advice off, ``DROPLAB_KERNEL_POOL_MB=0`` the pool.
     """
+    if math.prod(shape) * dtype.itemsize < _pool.MIN_BYTES:  # never pooled nor advised
+        return torch.empty(shape, dtype=dtype)
     out = _pool.empty(tuple(shape), dtype, advise=_advise_huge)
     if out is not None:
         return out
