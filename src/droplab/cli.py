@@ -395,10 +395,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     with _open_store(args.store, readonly=True) as store:
         table = store.status()
+        prov = store.provenance()
     if table.empty:
         print(f"{args.store}: no trials yet (`droplab run` adds them)")
         return 0
     print(table.to_string(index=False))
+    if not prov.empty:
+        print("\nfinished trials were trained by (code = droplab git commit):")
+        print(prov.to_string(index=False))
     running = int(table["running"].sum())
     if RunLock.held(args.store):
         print("a `droplab run` is in progress on this store")

@@ -46,6 +46,14 @@ def test_run_status_results(tmp_path, capsys, fake, monkeypatch):
     code, out, _ = run_cli(capsys, "status", "--store", store)
     assert code == 0
     assert out.splitlines()[1].split() == ["fake", "quick", "18", "0", "0", "0", "18"]
+    import torch
+
+    from droplab.backends.common import code_version
+
+    line = out.split("trained by")[1].splitlines()[2]  # study, preset, code, threads
+    assert line.split()[:2] == ["fake", "quick"]
+    assert (code_version() or "not recorded") in line
+    assert line.split()[-1] == str(torch.get_num_threads())  # in-process trials' threads
 
     code, first, _ = run_cli(capsys, "results", "fake", "--store", store)
     code2, second, _ = run_cli(capsys, "results", "fake", "--store", store)

@@ -82,6 +82,11 @@ def test_schema_version_is_2():
     assert SCHEMA_VERSION == 2
 
 
+def store_provenance(path):
+    with Store(path, readonly=True) as store:
+        return store.provenance()
+
+
 def test_readonly_open_reads_a_v1_store_without_changing_it(tmp_path):
     path = tmp_path / "v1.db"
     make_v1(path)
@@ -94,6 +99,10 @@ def test_readonly_open_reads_a_v1_store_without_changing_it(tmp_path):
     assert frame.loc[0, "test_error"] == 12.5 and frame.loc[0, "host"] == "old-host"
     assert frame["code_version"].isna().all() and frame["threads"].isna().all()
     assert str(frame["threads"].dtype) == "Int64"
+    prov = store_provenance(path)
+    assert prov.to_dict("records") == [
+        {"study": "s", "preset": "quick", "code": "not recorded", "threads": "not recorded"}
+    ]
     assert user_version(path) == 1
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 
@@ -120,6 +129,9 @@ def test_writing_migrates_a_v1_store_in_place_and_keeps_its_rows(tmp_path):
     assert frame["threads"].isna().tolist() == [True, False, True]
     assert frame.loc[1, "threads"] == 2
     assert list(frame["attempts"]) == [1, 2, 1]  # the old failed trial was retried
+    prov = store_provenance(path)  # finished trials: one old, two new -> mixed, said so
+    assert prov.loc[0, "code"] == "abc-dirty, not recorded"
+    assert prov.loc[0, "threads"] == "2, not recorded"
     # Migrated and newly created stores have the same table, column for column.
     Store(tmp_path / "new.db").close()
     assert columns(path) == columns(tmp_path / "new.db")
@@ -135,6 +147,10 @@ def test_new_trials_carry_code_version_and_threads(tmp_path):
         frame = store.frame("s")
     assert frame["code_version"].tolist() == ["7554208c1f0e", "e81f21d0aa00"]
     assert frame["threads"].tolist() == [1, 2]
+    with Store(tmp_path / "r.db", readonly=True) as store:  # finished trials only
+        assert store.provenance().to_dict("records") == [
+            {"study": "s", "preset": "quick", "code": "7554208c1f0e", "threads": "1"}
+        ]
     tail = list(frame.columns[-4:])
     assert tail == ["python_version", "code_version", "threads", "curves"]
 

@@ -780,6 +780,31 @@ class Store:
             records, columns=["study", "preset", *STATUSES, "total"]
         ).astype({k: "int64" for k in (*STATUSES, "total")})
 
+    def provenance(self) -> pd.DataFrame:
+        """What produced the finished trials, per study and preset: columns ``study,
+        preset, code, threads``, each the distinct recorded values joined by ", "
+        ("not recorded" for trials of a version-1 store or a dead worker). More than one
+        value means the study's numbers do not reproduce digit for digit from one checkout
+        and one thread count."""
+        cols = ("code_version", "threads")
+        have = [c for c in cols if c in self._columns]
+        sel = ", ".join(have) if have else "NULL"
+        rows = self._read(
+            f"SELECT DISTINCT study, preset, {sel} FROM trials WHERE status = 'finished' "
+            "ORDER BY study, preset"
+        )
+        seen: dict[tuple[str, str], dict[str, set[str]]] = {}
+        for r in rows:
+            d = seen.setdefault((r["study"], r["preset"]), {"code": set(), "threads": set()})
+            for col, name in zip(cols, ("code", "threads")):
+                v = r[col] if col in have else None
+                d[name].add("not recorded" if v is None else str(v))
+        records = [
+            {"study": s, "preset": p, **{k: ", ".join(sorted(v)) for k, v in d.items()}}
+            for (s, p), d in sorted(seen.items())
+        ]
+        return pd.DataFrame.from_records(records, columns=["study", "preset", "code", "threads"])
+
     def errors(self, study: str) -> list[str]:
         """One line per failed trial of ``study``: its config, seed and error's last line."""
         rows = self._read(
