@@ -140,3 +140,36 @@ def test_functional_dropout_fast_dispatch_declines_other_calls():
         DF.dropout(x, 0.5, scaling="bad")
     with pytest.raises(ValueError, match="rate"):
         DF.dropout(x, float("nan"))
+
+
+def test_kernel_seed_is_the_randint_draw():
+    # the reused-buffer draw equals torch.randint(0, 2**62, ()) and leaves the same state
+    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    got = [DF._kernel_seed(g1) for _ in range(50)]
+    want = [int(torch.randint(0, 2**62, (), generator=g2)) for _ in range(50)]
+    assert got == want and torch.equal(g1.get_state(), g2.get_state())
+    state = torch.get_rng_state()
+    got = [DF._kernel_seed(None) for _ in range(50)]
+    torch.set_rng_state(state)
+    want = [int(torch.randint(0, 2**62, ())) for _ in range(50)]
+    assert got == want
+
+
+def test_kernel_seed_in_and_out_of_inference_mode_and_threads():
+    import threading
+
+    def draw(out: list) -> None:
+        g = torch.Generator().manual_seed(12)
+        with torch.inference_mode():  # the thread's buffer is made here
+            out.append(DF._kernel_seed(g))
+        out.append(DF._kernel_seed(g))  # and updated in place outside
+
+    results: list[list] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=draw, args=(r,)) for r in results]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    g = torch.Generator().manual_seed(12)
+    want = [int(torch.randint(0, 2**62, (), generator=g)) for _ in range(2)]
+    assert all(r == want for r in results)

@@ -256,7 +256,6 @@ class _Plan:
         self.general = general  # (thr tensor, mult tensor) / sigma tensor, rate's shape
         self.fused = general is None and mask_shape == x_shape
         self._bound: float | None = None
-        self._flat: tuple[torch.dtype, np.ndarray] | None = None  # see _flat_bernoulli
 
     @property
     def bound(self) -> float:
@@ -272,39 +271,12 @@ class _Plan:
         return self._bound
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
-        flat = self._flat
-        if flat is not None and t.dtype is flat[0] and t.is_cpu:
-            return self._flat_rows(t, flat[1])
         if self.fused:
             t2 = t.contiguous().view(self.p.rows, self.p.n)  # (R, n)
             return self._rows(t2).view(t.shape)
         w = _hash.mult_dtype(t.dtype, self.bound)
         m = self.multiplier(w, t.device)  # mask shape, broadcast over x
         return t * m if w == t.dtype else (t.to(w) * m).to(t.dtype)
-
-    def _flat_rows(self, t: torch.Tensor, m: np.ndarray) -> torch.Tensor:
-        """:meth:`_rows` of a one-row numba Bernoulli plan (what :func:`_flat_bernoulli`
-        builds) on a CPU tensor of the plan's dtype, with the multiplier ``m`` (shape (1,),
-        that dtype) prepared once: the same kernel call on the same arrays, without the
-        per-call views, casts and checks. An output below ``_pool.MIN_BYTES`` is a NumPy
-        array wrapped as a tensor (as pooled outputs are): ~6 us less than
-        ``torch.empty`` + ``.numpy()`` on this project's VM."""
-        p = self.p
-        t = t.detach()
-        if not t.is_contiguous():
-            t = t.contiguous()
-        xa = t.numpy()  # x's shape, C-contiguous
-        if xa.nbytes < _pool.MIN_BYTES:
-            oa = np.empty(xa.shape, xa.dtype)
-            out = torch.from_numpy(oa)
-        else:
-            out = _numba.empty(t.shape, t.dtype)
-            oa = out.numpy()
-        _numba.run(
-            _numba.bernoulli, 1, p.n, torch.get_num_threads(),
-            xa.reshape(-1), oa.reshape(-1), p.base, p.k0, p.k1, p.thr, m, p.n,
-        )  # fmt: skip
-        return out
 
     def _rows(self, t2: torch.Tensor) -> torch.Tensor:
         p, b = self.p, self.backend
@@ -434,14 +406,69 @@ def _flat_rates(keep: float, scaling: str, dtype: torch.dtype):
     thr, mult, _ = _bernoulli_rates("scalar", keep, 1, scaling)
     rates = None
     if dtype == torch.float64 or _hash.largest(mult) <= _hash.F32_MAX:
-        m = np.asarray(mult, dtype=np.float64).astype(
-            np.float32 if dtype == torch.float32 else np.float64
-        )
-        rates = (thr, mult, m)
+        np_dtype = np.float32 if dtype == torch.float32 else np.float64
+        rates = (thr, mult, np.asarray(mult, dtype=np.float64).astype(np_dtype))
     if len(_FLAT_RATES) >= _MEMO_MAX:
         _FLAT_RATES.pop(next(iter(_FLAT_RATES)), None)
     _FLAT_RATES[key] = rates
     return rates
+
+
+class _FlatPlan:
+    """The :class:`_Plan` of a one-seed Bernoulli call with a float keep and no broadcast
+    dims on a float32/float64 CPU tensor under the numba backend, cut to what its
+    ``apply`` needs: one row of ``n`` counters from 0, keys ``k0, k1``, threshold ``thr``
+    and multiplier ``m`` (x's dtype), all (1,) arrays. ``apply`` makes the kernel call
+    that :meth:`_Plan._rows` makes for it (same arrays, same bits) without its per-call
+    views, casts and checks; a tensor of another dtype or device goes to the general
+    plan. An output below ``_pool.MIN_BYTES`` is a NumPy array wrapped as a tensor (as
+    pooled outputs are): ~6 us less than ``torch.empty`` + ``.numpy()`` on this VM."""
+
+    __slots__ = ("dtype", "k0", "k1", "m", "mult", "n", "shape", "thr")
+
+    def __init__(self, x: torch.Tensor, k0, k1, thr, mult, m) -> None:
+        self.dtype, self.shape, self.n = x.dtype, x.shape, x.numel()
+        self.k0, self.k1, self.thr, self.mult, self.m = k0, k1, thr, mult, m
+
+    def general(self) -> _Plan:
+        p = Params(1, self.n, _ROW0, self.k0, self.k1, thr=self.thr, mult=self.mult)
+        return _Plan("bernoulli", "numba", p, self.shape, self.shape)
+
+    def apply(self, t: torch.Tensor) -> torch.Tensor:
+        if t.dtype is not self.dtype or not t.is_cpu or t.numel() != self.n:
+            return self.general().apply(t)
+        if not t.is_contiguous():
+            t = t.contiguous()
+        xa = t.numpy(force=True)  # t's shape, C-contiguous, t's memory (force: detached)
+        if xa.nbytes < _pool.MIN_BYTES:
+            oa = np.empty(xa.shape, xa.dtype)
+            out = torch.from_numpy(oa)
+        else:
+            out = _numba.empty(t.shape, t.dtype)
+            oa = out.numpy()
+        n = self.n
+        if n < _numba.PARALLEL_MIN:  # one thread, as _numba.run decides, without its calls
+            tasks = (n + _numba.CHUNK - 1) // _numba.CHUNK
+            _numba.bernoulli(
+                xa.ravel(), oa.ravel(), _ROW0, self.k0, self.k1, self.thr, self.m, n, 0, tasks
+            )
+        else:
+            _numba.run(
+                _numba.bernoulli, 1, n, torch.get_num_threads(),
+                xa.ravel(), oa.ravel(), _ROW0, self.k0, self.k1, self.thr, self.m, n,
+            )  # fmt: skip
+        return out
+
+
+def _flat_plan(x: torch.Tensor, keep: float, seed: int, offset: int, scaling: str):
+    """The :class:`_FlatPlan` of ``bernoulli(x, keep, seed, offset, scaling=scaling)``,
+    unchecked: x a float32/float64 CPU tensor, keep a float in [0, 1], seed and offset
+    ints, scaling valid, numba present. None where float32 cannot hold the multiplier."""
+    rates = _flat_rates(keep, scaling, x.dtype)
+    if rates is None:
+        return None
+    k0, k1 = _hash.keys(seed, offset)
+    return _FlatPlan(x, k0, k1, *rates)
 
 
 def _flat_bernoulli(x, keep, seed, offset, scaling, backend, broadcast_dims, member_seeds):
@@ -466,17 +493,18 @@ def _flat_bernoulli(x, keep, seed, offset, scaling, backend, broadcast_dims, mem
         and _numba is not None
     ):
         return None
-    rates = _flat_rates(keep, scaling, x.dtype)
-    if rates is None:
+    return _flat_plan(x, keep, seed, offset, scaling)
+
+
+def _dropout(x: torch.Tensor, keep: float, seed: int, scaling: str) -> torch.Tensor | None:
+    """``bernoulli(x, keep, seed, scaling=scaling)`` for :func:`droplab.functional.dropout`,
+    which has checked x (a float32/float64 CPU tensor), keep (a float in (0, 1)), seed (an
+    int) and scaling; None where the short path does not apply (no numba, or a
+    multiplier beyond float32): then call :func:`bernoulli`."""
+    if _numba is None:
         return None
-    thr, mult, m = rates
-    k0, k1 = _hash.keys(seed, offset)
-    shape = x.shape
-    plan = _Plan(
-        "bernoulli", "numba", Params(1, x.numel(), _ROW0, k0, k1, thr=thr, mult=mult), shape, shape
-    )
-    plan._flat = (x.dtype, m)
-    return plan
+    plan = _flat_plan(x, keep, seed, 0, scaling)
+    return None if plan is None else _run(x, plan)
 
 
 class _Regenerated(torch.autograd.Function):
