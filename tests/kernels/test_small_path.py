@@ -94,7 +94,8 @@ def test_flat_bernoulli_second_derivative():
 def test_direct_function_apply_builds_the_same_graph():
     x = torch.randn(10, 128, generator=torch.Generator().manual_seed(7)).requires_grad_(True)
     plan = kernels._flat_bernoulli(x, 0.5, 1, 2, "inverted", "auto", (), None)
-    y1 = kernels._run(x, plan)  # the direct C apply
+    assert kernels._APPLY.__name__ == "run"  # the direct C apply is in use here
+    y1 = kernels._run(x, plan)
     y2 = kernels._Regenerated.apply(x, plan)  # torch's Python wrapper
     assert type(y1.grad_fn) is type(y2.grad_fn) and same(y1, y2)
     g = torch.randn(10, 128)
