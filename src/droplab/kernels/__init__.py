@@ -674,21 +674,32 @@ class _FixedCountPlan:
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         p = self.p
-        t2 = t.contiguous().view(p.rows, p.n)  # (R, n)
-        if self.backend != "numba" or t2.numel() == 0:
+        elements = p.rows * p.n
+        if self.backend != "numba" or elements == 0:
+            t2 = t.contiguous().view(p.rows, p.n)  # (R, n)
             return _hash.fixed_count_torch(t2, p, self.n_drop, self.mult).view(t.shape)
-        if t2.dtype not in _NUMBA_DTYPES:  # float16/bfloat16: x * M in float32, rounded once
-            return self.apply(t2.float()).to(t.dtype).view(t.shape)
-        out = _numba.empty(t2.shape, t2.dtype)
-        xa, oa = t2.detach().view(-1).numpy(), out.view(-1).numpy()
+        if t.dtype not in _NUMBA_DTYPES:  # float16/bfloat16: x * M in float32, rounded once
+            return self.apply(t.float()).to(t.dtype)
+        if not t.is_contiguous():
+            t = t.contiguous()
+        xa = t.numpy(force=True)  # t's shape, C-contiguous, t's memory (force: detached)
+        if xa.nbytes < _pool.MIN_BYTES:  # as in _FlatPlan.apply
+            oa = np.empty(xa.shape, xa.dtype)
+            out = torch.from_numpy(oa)
+        else:
+            out = _numba.empty(t.shape, t.dtype)
+            oa = out.numpy()
         per_task = max(1, _numba.CHUNK // p.n)  # rows per task: ~CHUNK elements each
         tasks = -(-p.rows // per_task)
-        _numba.run_tasks(
-            _numba.fixed_count, tasks, p.rows * p.n, torch.get_num_threads(),
-            xa, oa, p.base, p.k0, p.k1, self.n_drop, xa.dtype.type(self.mult), p.n,
-            p.rows, per_task, *_numba.fixed_count_window(p.n, self.n_drop),
+        args = (
+            xa.ravel(), oa.ravel(), p.base, p.k0, p.k1, self.n_drop, xa.dtype.type(self.mult),
+            p.n, p.rows, per_task, *_numba.fixed_count_window(p.n, self.n_drop),
         )  # fmt: skip
-        return out.view(t.shape)
+        if elements < _numba.PARALLEL_MIN:  # one thread, as run_tasks decides
+            _numba.fixed_count(*args, 0, tasks)
+        else:
+            _numba.run_tasks(_numba.fixed_count, tasks, elements, torch.get_num_threads(), *args)
+        return out
 
 
 def fixed_count(
@@ -775,7 +786,9 @@ def fixed_count(
         k0, k1 = np.repeat(k0, per_member), np.repeat(k1, per_member)
     else:
         k0, k1 = _hash.keys(seed, offset)
-        base = np.arange(rows, dtype=np.int64) * n  # (R,) global counters, row by row
+        base = _memo(  # (R,) global counters, row by row (read only by the kernels)
+            ("fixed-count-base", rows, n), lambda: np.arange(rows, dtype=np.int64) * n
+        )
         k0, k1 = np.repeat(k0, rows), np.repeat(k1, rows)
     if n_drop == n:
         mult = 0.0  # every unit dropped

@@ -10,6 +10,7 @@ count and chunking.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import sys
@@ -296,6 +297,7 @@ def _fixed_count(x, out, base, k0, k1, n_drop, mult, n, rows, rows_per_task, lo,
                 os[j] = xs[j] * m if keys[j] > thr else zero
 
 
+@functools.lru_cache(maxsize=1024)
 def fixed_count_window(n: int, n_drop: int, sigmas: float = 3.0) -> tuple[int, int]:
     """A key window [lo, hi) for rows of n keys that holds the n_drop-th smallest key
     except with probability ~3e-3 (then the kernel selects among all keys: exact either
