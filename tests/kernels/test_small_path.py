@@ -1,9 +1,10 @@
 """The short per-call paths give the bits of the general ones.
 
-``kernels.bernoulli`` runs a one-seed, float-keep call on a CPU float32/float64 tensor
-through ``_flat_bernoulli`` (no general checks), ``functional.dropout`` sends its common
-training call straight to the kernels (``_kernel_dropout``), and ``kernels._run`` calls
-the autograd Function's C ``apply`` directly. Each test runs a call once on the short
+``kernels.bernoulli`` and ``kernels.gaussian`` run a one-seed, float-rate call on a CPU
+float32/float64 tensor through ``_flat_bernoulli`` / ``_flat_gaussian`` (no general
+checks), ``functional.dropout`` sends its common training call straight to the kernels
+(``_kernel_dropout``), and ``kernels._run`` calls the autograd Function's C ``apply``
+directly. Each test runs a call once on the short
 path and once on the general path (the same values in a form the short path declines,
 e.g. a NumPy float for keep) and compares outputs and gradients bit for bit.
 """
@@ -62,6 +63,24 @@ def test_flat_bernoulli_matches_general_path(dtype, shape, keep, scaling):
             t, np.float64(keep), np.int64(seed - 2**64), offset, scaling=scaling
         ),
         g,
+    )
+    assert same(fast[0], slow[0]) and same(fast[1], slow[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("sigma", [0.5, 0.0, 3.0, 1e38])
+def test_flat_gaussian_matches_general_path(dtype, shape, sigma):
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(shape, generator=gen, dtype=dtype)
+    g = torch.randn(shape, generator=gen, dtype=dtype)
+    seed, offset = 2**63 + 11, -7
+    flat = kernels._flat_gaussian(x, sigma, seed, offset, "auto", None)
+    # 1 + 5.8 sigma beyond float32 for float32 x: the general path (float64 products)
+    assert (flat is None) == (dtype == torch.float32 and sigma == 1e38)
+    fast = grads(x, lambda t: kernels.gaussian(t, sigma, seed, offset), g)
+    slow = grads(
+        x, lambda t: kernels.gaussian(t, np.float64(sigma), np.int64(seed - 2**64), offset), g
     )
     assert same(fast[0], slow[0]) and same(fast[1], slow[1])
 

@@ -415,24 +415,27 @@ def _flat_rates(keep: float, scaling: str, dtype: torch.dtype):
 
 
 class _FlatPlan:
-    """The :class:`_Plan` of a one-seed Bernoulli call with a float keep and no broadcast
-    dims on a float32/float64 CPU tensor under the numba backend, cut to what its
-    ``apply`` needs: one row of ``n`` counters from 0, keys ``k0, k1``, threshold ``thr``
-    and multiplier ``m`` (x's dtype), all (1,) arrays. ``apply`` makes the kernel call
-    that :meth:`_Plan._rows` makes for it (same arrays, same bits) without its per-call
-    views, casts and checks; a tensor of another dtype or device goes to the general
-    plan. An output below ``_pool.MIN_BYTES`` is a NumPy array wrapped as a tensor (as
-    pooled outputs are): ~6 us less than ``torch.empty`` + ``.numpy()`` on this VM."""
+    """The :class:`_Plan` of a one-seed call with a float rate and no broadcast dims on a
+    float32/float64 CPU tensor under the numba backend, cut to what its ``apply`` needs:
+    one row of ``n`` counters from 0 and the kernel's (1,) arrays (``args``: row base,
+    keys, then threshold and multiplier, or angle-stream keys and sigma, in x's dtype).
+    ``apply`` makes the kernel call that :meth:`_Plan._rows` makes for it (same arrays,
+    same bits) without its per-call views, casts and checks; a tensor of another dtype
+    or device goes to the general plan. An output below ``_pool.MIN_BYTES`` is a NumPy
+    array wrapped as a tensor (as pooled outputs are): ~6 us less than ``torch.empty`` +
+    ``.numpy()`` on this VM."""
 
-    __slots__ = ("dtype", "k0", "k1", "m", "mult", "n", "shape", "thr")
+    __slots__ = ("args", "dtype", "kernel", "kind", "n", "p", "shape")
 
-    def __init__(self, x: torch.Tensor, k0, k1, thr, mult, m) -> None:
-        self.dtype, self.shape, self.n = x.dtype, x.shape, x.numel()
-        self.k0, self.k1, self.thr, self.mult, self.m = k0, k1, thr, mult, m
+    def __init__(self, kind: str, x: torch.Tensor, p: Params, m: np.ndarray) -> None:
+        self.kind, self.p, self.dtype, self.shape, self.n = kind, p, x.dtype, x.shape, p.n
+        if kind == "bernoulli":
+            self.kernel, self.args = _numba.bernoulli, (p.base, p.k0, p.k1, p.thr, m)
+        else:
+            self.kernel, self.args = _numba.gaussian, (p.base, p.k0, p.k1, p.g0, p.g1, m)
 
     def general(self) -> _Plan:
-        p = Params(1, self.n, _ROW0, self.k0, self.k1, thr=self.thr, mult=self.mult)
-        return _Plan("bernoulli", "numba", p, self.shape, self.shape)
+        return _Plan(self.kind, "numba", self.p, self.shape, self.shape)
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         if t.dtype is not self.dtype or not t.is_cpu or t.numel() != self.n:
@@ -449,14 +452,11 @@ class _FlatPlan:
         n = self.n
         if n < _numba.PARALLEL_MIN:  # one thread, as _numba.run decides, without its calls
             tasks = (n + _numba.CHUNK - 1) // _numba.CHUNK
-            _numba.bernoulli(
-                xa.ravel(), oa.ravel(), _ROW0, self.k0, self.k1, self.thr, self.m, n, 0, tasks
-            )
+            self.kernel(xa.ravel(), oa.ravel(), *self.args, n, 0, tasks)
         else:
             _numba.run(
-                _numba.bernoulli, 1, n, torch.get_num_threads(),
-                xa.ravel(), oa.ravel(), _ROW0, self.k0, self.k1, self.thr, self.m, n,
-            )  # fmt: skip
+                self.kernel, 1, n, torch.get_num_threads(), xa.ravel(), oa.ravel(), *self.args, n
+            )
         return out
 
 
@@ -467,8 +467,47 @@ def _flat_plan(x: torch.Tensor, keep: float, seed: int, offset: int, scaling: st
     rates = _flat_rates(keep, scaling, x.dtype)
     if rates is None:
         return None
+    thr, mult, m = rates
     k0, k1 = _hash.keys(seed, offset)
-    return _FlatPlan(x, k0, k1, *rates)
+    return _FlatPlan("bernoulli", x, Params(1, x.numel(), _ROW0, k0, k1, thr=thr, mult=mult), m)
+
+
+_FLAT_SIGMAS: dict = {}  # (sigma, dtype) -> (mult, m) or None, as _FLAT_RATES
+
+
+def _flat_gaussian(x, sigma, seed, offset, backend, member_seeds):
+    """:func:`gaussian`'s :class:`_FlatPlan` for the common call (one seed, a float sigma,
+    a float32/float64 CPU x, the numba backend), else None (the general path), as
+    :func:`_flat_bernoulli`: the same keys, sigma array and kernel, so the same bits."""
+    if not (
+        member_seeds is None
+        and type(sigma) is float
+        and type(seed) is int
+        and type(offset) is int
+        and backend in _NUMBA_BACKENDS
+        and type(x) is torch.Tensor
+        and x.is_cpu
+        and (x.dtype is torch.float32 or x.dtype is torch.float64)
+        and 0.0 <= sigma < math.inf
+        and _numba is not None
+    ):
+        return None
+    key = (sigma, x.dtype)
+    if key not in _FLAT_SIGMAS:
+        mult, rates = np.full(1, sigma), None  # as gaussian's scalar form
+        if x.dtype == torch.float64 or 1.0 + _hash.Z_MAX * _hash.largest(mult) <= _hash.F32_MAX:
+            np_dtype = np.float32 if x.dtype == torch.float32 else np.float64
+            rates = (mult, np.asarray(mult, dtype=np.float64).astype(np_dtype))
+        if len(_FLAT_SIGMAS) >= _MEMO_MAX:
+            _FLAT_SIGMAS.pop(next(iter(_FLAT_SIGMAS)), None)
+        _FLAT_SIGMAS[key] = rates
+    rates = _FLAT_SIGMAS[key]
+    if rates is None:
+        return None
+    k0, k1 = _hash.keys(seed, offset)
+    g0, g1 = _hash.keys(seed, offset, _hash.GAUSS_KEY)
+    p = Params(1, x.numel(), _ROW0, k0, k1, mult=rates[0], g0=g0, g1=g1)
+    return _FlatPlan("gaussian", x, p, rates[1])
 
 
 def _flat_bernoulli(x, keep, seed, offset, scaling, backend, broadcast_dims, member_seeds):
@@ -648,6 +687,9 @@ def gaussian(
     Shape:
         x: (*), output: (*).
     """
+    plan = _flat_gaussian(x, sigma, seed, offset, backend, member_seeds)
+    if plan is not None:
+        return _run(x, plan)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     seed, offset = _as_int(seed, "seed"), _as_int(offset, "offset")
