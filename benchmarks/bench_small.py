@@ -1,6 +1,6 @@
 """Per-call cost of dropout on small tensors: droplab's kernel path vs its torch path.
 
-Run:  .venv/bin/python benchmarks/bench_small.py                (CPU, ~20-40 s)
+Run:  .venv/bin/python benchmarks/bench_small.py                (CPU, ~15 s)
 
 For float32 inputs of 1,280 / 12,800 / 102,400 elements (10 / 100 / 800 rows of 128) it
 prints the forward and forward+backward microseconds per call of
