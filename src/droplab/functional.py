@@ -513,7 +513,11 @@ def alpha_dropout(
     # float16's alpha' a + b would be -inf + inf = NaN (.to is a no-op for float32/64)
     xw = x.to(_work_dtype(x))
     mask = _keep_mask(x.shape, keep, xw, generator)
-    return ((xw * mask + _ALPHA_PRIME * (1.0 - mask)) * a + b).to(x.dtype)
+    # a dropped unit is alpha' a + b = alpha' a keep, formed here without adding two terms
+    # of size ~a (a ~ keep^-1/2: at keep 1e-12 float32's rounding of alpha' a + b is off by
+    # ~0.06 against a true value of ~-1e-6)
+    dropped = _ALPHA_PRIME * a * keep
+    return torch.where(mask != 0, xw * a + b, dropped).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- structured

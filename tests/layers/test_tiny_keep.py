@@ -134,3 +134,23 @@ def test_drop_block_rate_near_one_no_nan(dtype):
         if dtype in HALF:
             y32 = F.drop_block(x.float(), rate, 3, generator=gen(3))
             assert torch.equal(y, y32.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [*HALF, torch.float32, torch.float64], ids=str)
+def test_alpha_dropped_value_has_no_cancellation_error(dtype):
+    """A dropped unit is alpha' a + b = alpha' a keep (~-1e-6 at keep 1e-12): formed as
+    the sum of two terms of size ~1e6 it came out 0.0625 in float32 (a fuzz finding)."""
+    from droplab.functional import _ALPHA_PRIME
+
+    x = values(1 << 12).to(dtype)
+    for keep in (0.5, 1e-6, 1e-12):
+        rate = 1.0 - keep
+        a = (keep + _ALPHA_PRIME**2 * keep * rate) ** -0.5
+        want = torch.tensor(_ALPHA_PRIME * a * keep, dtype=torch.float64)  # exact to ~1 ulp
+        y = F.alpha_dropout(x, keep=keep, generator=gen(4)).double()
+        kept = torch.isclose(y, x.double() * a - a * rate * _ALPHA_PRIME, rtol=1e-2, atol=0)
+        dropped = y[~kept]
+        assert dropped.numel() > 0
+        fi = torch.finfo(dtype)  # rounding to dtype (twice), subnormal spacing included
+        tol = 2 * fi.eps * max(abs(float(want)), fi.tiny)
+        assert torch.allclose(dropped, want.expand_as(dropped), rtol=0, atol=tol), keep
