@@ -23,6 +23,7 @@ def test_ray_stores_the_same_results_as_local(tmp_path):
     with Store(tmp_path / "local.db") as local:
         run_study(STUDY, trials, local)
         expected = local.frame("fake")[SAME]
+        local_code = local.frame("fake")["code_version"].tolist()
     backend = RayBackend(num_cpus=2)
     try:
         with Store(tmp_path / "ray.db") as store:
@@ -30,6 +31,9 @@ def test_ray_stores_the_same_results_as_local(tmp_path):
             assert (summary.finished, summary.failed) == (18, 0)
             frame = store.frame("fake")
             assert set(frame["backend"]) == {"ray"}
+            # provenance comes from the Ray worker that trained each trial
+            assert frame["threads"].notna().all() and (frame["threads"] >= 1).all()
+            assert frame["code_version"].tolist() == local_code
             pd.testing.assert_frame_equal(frame[SAME], expected)
             again = run_study(STUDY, trials, store, backend=backend)
             assert (again.skipped, again.finished) == (18, 0)
