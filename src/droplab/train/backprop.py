@@ -28,31 +28,33 @@ from __future__ import annotations
 
 import torch
 
-from droplab.train.linear import narrow
+from droplab.train.linear import linear_forward, linear_grads
 from droplab.train.noise import MemberNoise, _row_masks, batched_dropout, fusable
 
 __all__ = ["mlp_grads", "supported"]
 
 
-def _hidden_modes(net, noise: MemberNoise, x: torch.Tensor) -> list[str] | None:
-    """Per hidden slot 1..L-1: "drop" (the fused kernel) or "relu" (no member drops); None
-    when the net or a slot needs autograd (not a ReLU ``StackedMLP`` on the CPU, Gaussian
-    noise, torch masks, a dtype the kernel lacks)."""
+def _hidden_masks(net, noise: MemberNoise, x: torch.Tensor) -> list | None:
+    """Per hidden slot 1..L-1, the slot's fused ReLU+dropout (its ``kernels.RowBernoulli``)
+    or None where no member drops there (plain ReLU); None altogether when the net or a
+    slot needs autograd (not a ReLU ``StackedMLP`` on the CPU, Gaussian noise, torch
+    masks, a dtype the kernel lacks)."""
     from droplab.train.mlp import StackedMLP  # here: mlp imports this module
 
     if not isinstance(net, StackedMLP) or net.spec.activation != "relu":
         return None
     if x.device.type != "cpu":
         return None
-    modes = []
+    masks = []
     for slot in range(1, len(net.W)):
         if not net.slot_on[slot] or not noise.slots[slot]["any"]:
-            modes.append("relu")
-        elif fusable(noise, slot) and _row_masks(noise, slot, x) is not None:
-            modes.append("drop")
-        else:
+            masks.append(None)
+            continue
+        rows = _row_masks(noise, slot, x) if fusable(noise, slot) else None
+        if rows is None:
             return None
-    return modes
+        masks.append(rows)
+    return masks
 
 
 def supported(net, noise: MemberNoise, x: torch.Tensor, *, extra_loss=None) -> bool:
@@ -60,7 +62,7 @@ def supported(net, noise: MemberNoise, x: torch.Tensor, *, extra_loss=None) -> b
     ``StackedMLP`` with ReLU on the CPU, every hidden dropout slot Bernoulli on the kernel
     path (``noise.backend == "kernel"``, float32/float64), and no ``extra_loss`` (that
     needs autograd). The input slot may hold any dropout (the input needs no gradient)."""
-    return extra_loss is None and _hidden_modes(net, noise, x) is not None
+    return extra_loss is None and _hidden_masks(net, noise, x) is not None
 
 
 @torch.no_grad()
@@ -72,54 +74,34 @@ def mlp_grads(net, x: torch.Tensor, y: torch.Tensor, noise: MemberNoise, task: s
     Shapes: x (K, B, D), y (K, B) -> dW_j (K, I_j, O_j), db_j (K, 1, O_j). Needs
     :func:`supported`. Large tensors live in ``net.grad_buffers`` (if set), under the same
     promise as the autograd path: the returned gradients and the step's activations are
-    dead before the net's next training step.
+    dead before the net's next training step. The products are ``stacked_linear``'s own
+    (:func:`linear_forward`, :func:`linear_grads`).
     """
-    modes = _hidden_modes(net, noise, x)
-    if modes is None:
+    masks = _hidden_masks(net, noise, x)
+    if masks is None:
         raise ValueError("mlp_grads: this net/noise needs autograd (see supported())")
     bufs = net.grad_buffers
     L = len(net.W)
-    n_slots = len(noise.slots)
-    K, B = x.shape[0], x.shape[1]
-
-    def buf(key, shape, like):
-        if bufs is None:
-            return torch.empty(shape, dtype=like.dtype, device=like.device)
-        return bufs.empty(key, shape, like.dtype, like.device)
-
+    offset = noise.counter * len(noise.slots)  # + slot: as batched_dropout's offsets
     h = batched_dropout(x, noise, 0) if net.slot_on[0] else x  # (K, B, D)
     hs = [h]  # each layer's input h_j
     for j in range(L):
-        W, b = net.W[j], net.b[j]
-        if narrow(B, W.shape[1], W.shape[2]):  # y^T = W^T h^T + b^T, a (K, B, O) view
-            z = torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
-        else:
-            z = torch.baddbmm(b, h, W, out=buf((j, "y"), (K, B, W.shape[2]), h))
+        z = linear_forward(h, net.W[j], net.b[j], bufs, j)  # (K, B, O_j)
         if j < L - 1:
-            slot = j + 1
-            if modes[j] == "drop":
-                rows = _row_masks(noise, slot, z)
-                z = rows.relu(
-                    z, noise.counter * n_slots + slot, out=z if z.is_contiguous() else None
-                )
+            dense = z.is_contiguous()  # else a narrow layer's transposed view
+            rows = masks[j]
+            if rows is not None:
+                z = rows.relu(z, offset + j + 1, out=z if dense else None)
             else:
-                z = torch.relu_(z) if z.is_contiguous() else torch.relu(z)
+                z = torch.relu_(z) if dense else torch.relu(z)
             hs.append(z)
         h = z
     g = _loss_grad(h, y, task)  # (K, B, O)
     grads: list[torch.Tensor] = [None] * (2 * L)  # type: ignore[list-item]
     for j in range(L - 1, -1, -1):
-        W, hj = net.W[j], hs[j]
-        if narrow(B, W.shape[1], W.shape[2]):
-            dW = torch.bmm(g.transpose(1, 2), hj).transpose(1, 2).contiguous()  # (K, I, O)
-        else:
-            dW = torch.bmm(hj.transpose(1, 2), g, out=buf((j, "W"), tuple(W.shape), g))
-        db = torch.sum(g, 1, keepdim=True, out=buf((j, "b"), (K, 1, W.shape[2]), g))
-        grads[2 * j], grads[2 * j + 1] = dW, db
+        dh, grads[2 * j], grads[2 * j + 1] = linear_grads(hs[j], net.W[j], g, bufs, j, need_h=j > 0)
         if j:
-            dh = torch.bmm(g, W.transpose(1, 2), out=buf((j, "h"), (K, B, W.shape[1]), g))
-            rows = _row_masks(noise, j, dh) if modes[j - 1] == "drop" else None
-            g = _relu_backward_(dh, hj, rows)
+            g = _relu_backward_(dh, hs[j], masks[j - 1])
     return grads
 
 

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-__all__ = ["GradBuffers", "narrow", "stacked_linear"]
+__all__ = ["GradBuffers", "linear_forward", "linear_grads", "narrow", "stacked_linear"]
 
 NARROW = 32  # output widths below this (and below I and B) use the transposed products
 
@@ -31,16 +31,6 @@ NARROW = 32  # output widths below this (and below I and B) use the transposed p
 def narrow(batch: int, fan_in: int, fan_out: int) -> bool:
     """Whether a (B, I) -> (B, O) layer computes ``y`` and ``dW`` transposed."""
     return fan_out < NARROW and fan_out < fan_in and fan_out < batch
-
-
-def _forward(
-    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, t: bool, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    if t:  # y^T = W^T h^T + b^T: (K, O, B), returned as a (K, B, O) view
-        return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
-    if out is not None:
-        return torch.baddbmm(b, h, W, out=out)
-    return torch.baddbmm(b, h, W)
 
 
 class GradBuffers:
@@ -99,44 +89,84 @@ class GradBuffers:
         return self.empty(key, tuple(like.shape), like.dtype, like.device)
 
 
+def _buffer(
+    buffers: GradBuffers | None, key: tuple, shape: tuple[int, ...], like: torch.Tensor
+) -> torch.Tensor:
+    if buffers is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buffers.empty(key, shape, like.dtype, like.device)
+
+
+def linear_forward(
+    h: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor,
+    buffers: GradBuffers | None = None,
+    key: object = None,
+    *,
+    scratch: bool = False,
+) -> torch.Tensor:
+    """``y = h W + b`` in the layer's layout, without autograd: a narrow layer as
+    ``(W^T h^T + b^T)^T`` (a transposed view, fresh memory), others into the key's
+    training buffer, or its :meth:`GradBuffers.scratch` buffer with ``scratch`` (when
+    ``buffers`` is given). Shape: h (K, B, I), W (K, I, O), b (K, 1, O) -> (K, B, O)."""
+    K, B, O = h.shape[0], h.shape[1], W.shape[2]  # noqa: E741
+    if narrow(B, W.shape[1], O):  # y^T = W^T h^T + b^T: (K, O, B), returned as a view
+        return torch.baddbmm(b.transpose(1, 2), W.transpose(1, 2), h.transpose(1, 2)).mT
+    if buffers is None:
+        return torch.baddbmm(b, h, W)
+    dtype = torch.result_type(h, W)
+    if scratch:
+        out = buffers.scratch((key, "eval"), (K, B, O), dtype, h.device)
+    else:
+        out = buffers.empty((key, "y"), (K, B, O), dtype, h.device)
+    return torch.baddbmm(b, h, W, out=out)
+
+
+def linear_grads(
+    h: torch.Tensor,
+    W: torch.Tensor,
+    g: torch.Tensor,
+    buffers: GradBuffers | None = None,
+    key: object = None,
+    *,
+    need_h: bool = True,
+    need_W: bool = True,
+    need_b: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dh, dW, db) = (g W^T, h^T g, sum_B g)`` of :func:`linear_forward` for the
+    output gradient ``g`` (None where not needed), a narrow layer's ``dW`` computed as
+    ``(g^T h)^T``; into the key's buffers when ``buffers`` is given. Shapes: h (K, B, I),
+    W (K, I, O), g (K, B, O) -> (K, B, I), (K, I, O), (K, 1, O)."""
+    K, B, O = g.shape  # noqa: E741
+    dh = dW = db = None
+    if need_h:
+        dh = torch.bmm(g, W.transpose(1, 2), out=_buffer(buffers, (key, "h"), h.shape, g))
+    if need_W:
+        if narrow(B, W.shape[1], O):
+            dW = torch.bmm(g.transpose(1, 2), h).transpose(1, 2).contiguous()  # (K, I, O)
+        else:
+            dW = torch.bmm(h.transpose(1, 2), g, out=_buffer(buffers, (key, "W"), W.shape, g))
+    if need_b:
+        db = torch.sum(g, 1, keepdim=True, out=_buffer(buffers, (key, "b"), (K, 1, O), g))
+    return dh, dW, db
+
+
 class _StackedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, W, b, buffers: GradBuffers | None, key: object) -> torch.Tensor:
-        t = narrow(h.shape[1], W.shape[1], W.shape[2])
-        ctx.t, ctx.buffers, ctx.key = t, buffers, key
+        ctx.buffers, ctx.key = buffers, key
         ctx.save_for_backward(h, W)
-        out = None
-        if buffers is not None and not t:
-            shape = (h.shape[0], h.shape[1], W.shape[2])  # (K, B, O)
-            out = buffers.empty((key, "y"), shape, torch.result_type(h, W), h.device)
-        return _forward(h, W, b, t, out)
+        return linear_forward(h, W, b, buffers, key)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         h, W = ctx.saved_tensors
-        bufs = ctx.buffers
-        dh = dW = db = None
-        if ctx.needs_input_grad[0]:
-            if bufs is not None:
-                shape = (g.shape[0], g.shape[1], W.shape[1])
-                dh = bufs.empty((ctx.key, "h"), shape, g.dtype, g.device)
-                dh = torch.bmm(g, W.transpose(1, 2), out=dh)  # (K, B, I)
-            else:
-                dh = torch.bmm(g, W.transpose(1, 2))  # (K, B, I)
-        if ctx.needs_input_grad[1]:
-            if ctx.t:
-                dW = torch.bmm(g.transpose(1, 2), h).transpose(1, 2).contiguous()  # (K, I, O)
-            elif bufs is not None:
-                dW = torch.bmm(h.transpose(1, 2), g, out=bufs.get((ctx.key, "W"), W))
-            else:
-                dW = torch.bmm(h.transpose(1, 2), g)  # (K, I, O)
-        if ctx.needs_input_grad[2]:
-            if bufs is not None:
-                like = g[:, :1]  # (K, 1, O) of g's dtype
-                db = torch.sum(g, 1, keepdim=True, out=bufs.get((ctx.key, "b"), like))
-            else:
-                db = g.sum(1, keepdim=True)  # (K, 1, O)
-        return dh, dW, db, None, None
+        need_h, need_W, need_b = ctx.needs_input_grad[:3]
+        grads = linear_grads(
+            h, W, g, ctx.buffers, ctx.key, need_h=need_h, need_W=need_W, need_b=need_b
+        )
+        return (*grads, None, None)
 
 
 def stacked_linear(
@@ -160,10 +190,5 @@ def stacked_linear(
     if h.device.type != "cpu":
         return torch.baddbmm(b, h, W)
     if not torch.is_grad_enabled():
-        t = narrow(h.shape[1], W.shape[1], W.shape[2])
-        out = None
-        if buffers is not None and not t:
-            shape = (h.shape[0], h.shape[1], W.shape[2])  # (K, B, O)
-            out = buffers.scratch((key, "eval"), shape, torch.result_type(h, W), h.device)
-        return _forward(h, W, b, t, out)
+        return linear_forward(h, W, b, buffers, key, scratch=True)
     return _StackedLinear.apply(h, W, b, buffers, key)
