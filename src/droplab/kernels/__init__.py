@@ -392,26 +392,38 @@ def _bernoulli_rates(form: str, k, rows: int, scaling: str):
     return _hash.thresholds(kr).astype(np.uint32), _hash.scales(kr, scaling), None
 
 
-_FLAT_RATES: dict = {}  # (keep, scaling, dtype) -> (thr, mult, m) or None: see below
 _ROW0 = np.zeros(1, dtype=np.int64)  # base of a one-row plan (read only by the kernels)
+
+
+def _np_dtype(dtype: torch.dtype) -> type:
+    return np.float32 if dtype == torch.float32 else np.float64
 
 
 def _flat_rates(keep: float, scaling: str, dtype: torch.dtype):
     """(thr (1,) uint32, mult (1,) float64, m (1,) of ``dtype``) of a scalar keep, as
     :func:`_bernoulli_rates` and :meth:`_Plan._rows` form them; None where the numba
     loop cannot run (float32 x with a multiplier beyond float32), memoized."""
-    key = (keep, scaling, dtype)
-    if key in _FLAT_RATES:
-        return _FLAT_RATES[key]
-    thr, mult, _ = _bernoulli_rates("scalar", keep, 1, scaling)
-    rates = None
-    if dtype == torch.float64 or _hash.largest(mult) <= _hash.F32_MAX:
-        np_dtype = np.float32 if dtype == torch.float32 else np.float64
-        rates = (thr, mult, np.asarray(mult, dtype=np.float64).astype(np_dtype))
-    if len(_FLAT_RATES) >= _MEMO_MAX:
-        _FLAT_RATES.pop(next(iter(_FLAT_RATES)), None)
-    _FLAT_RATES[key] = rates
-    return rates
+
+    def compute():
+        thr, mult, _ = _bernoulli_rates("scalar", keep, 1, scaling)
+        if dtype != torch.float64 and _hash.largest(mult) > _hash.F32_MAX:
+            return (None,)
+        return ((thr, mult, np.asarray(mult, dtype=np.float64).astype(_np_dtype(dtype))),)
+
+    return _memo(("flat-rates", keep, scaling, dtype), compute)[0]  # (x,): None is a value
+
+
+def _numpy_io(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """A contiguous CPU ``t`` as a NumPy array (its memory, detached) and a fresh output
+    of its shape as (array, tensor): below ``_pool.MIN_BYTES`` a NumPy array wrapped as a
+    tensor (~6 us less than ``torch.empty`` + ``.numpy()`` on the dev VM), else
+    :func:`_numba.empty` (pooled)."""
+    xa = t.numpy(force=True)
+    if xa.nbytes < _pool.MIN_BYTES:
+        oa = np.empty(xa.shape, xa.dtype)
+        return xa, oa, torch.from_numpy(oa)
+    out = _numba.empty(t.shape, t.dtype)
+    return xa, out.numpy(), out
 
 
 class _FlatPlan:
@@ -440,23 +452,12 @@ class _FlatPlan:
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         if t.dtype is not self.dtype or not t.is_cpu or t.numel() != self.n:
             return self.general().apply(t)
-        if not t.is_contiguous():
-            t = t.contiguous()
-        xa = t.numpy(force=True)  # t's shape, C-contiguous, t's memory (force: detached)
-        if xa.nbytes < _pool.MIN_BYTES:
-            oa = np.empty(xa.shape, xa.dtype)
-            out = torch.from_numpy(oa)
-        else:
-            out = _numba.empty(t.shape, t.dtype)
-            oa = out.numpy()
+        xa, oa, out = _numpy_io(t.contiguous())
         n = self.n
-        if n < _numba.PARALLEL_MIN:  # one thread, as _numba.run decides, without its calls
-            tasks = (n + _numba.CHUNK - 1) // _numba.CHUNK
-            self.kernel(xa.ravel(), oa.ravel(), *self.args, n, 0, tasks)
-        else:
-            _numba.run(
-                self.kernel, 1, n, torch.get_num_threads(), xa.ravel(), oa.ravel(), *self.args, n
-            )
+        tasks = (n + _numba.CHUNK - 1) // _numba.CHUNK  # one row of n elements
+        _numba.run_tasks(
+            self.kernel, tasks, n, torch.get_num_threads(), xa.ravel(), oa.ravel(), *self.args, n
+        )
         return out
 
 
@@ -470,9 +471,6 @@ def _flat_plan(x: torch.Tensor, keep: float, seed: int, offset: int, scaling: st
     thr, mult, m = rates
     k0, k1 = _hash.keys(seed, offset)
     return _FlatPlan("bernoulli", x, Params(1, x.numel(), _ROW0, k0, k1, thr=thr, mult=mult), m)
-
-
-_FLAT_SIGMAS: dict = {}  # (sigma, dtype) -> (mult, m) or None, as _FLAT_RATES
 
 
 def _flat_gaussian(x, sigma, seed, offset, backend, member_seeds):
@@ -492,16 +490,14 @@ def _flat_gaussian(x, sigma, seed, offset, backend, member_seeds):
         and _numba is not None
     ):
         return None
-    key = (sigma, x.dtype)
-    if key not in _FLAT_SIGMAS:
-        mult, rates = np.full(1, sigma), None  # as gaussian's scalar form
-        if x.dtype == torch.float64 or 1.0 + _hash.Z_MAX * _hash.largest(mult) <= _hash.F32_MAX:
-            np_dtype = np.float32 if x.dtype == torch.float32 else np.float64
-            rates = (mult, np.asarray(mult, dtype=np.float64).astype(np_dtype))
-        if len(_FLAT_SIGMAS) >= _MEMO_MAX:
-            _FLAT_SIGMAS.pop(next(iter(_FLAT_SIGMAS)), None)
-        _FLAT_SIGMAS[key] = rates
-    rates = _FLAT_SIGMAS[key]
+
+    def compute():
+        mult = np.full(1, sigma)  # as gaussian's scalar form
+        if x.dtype != torch.float64 and 1.0 + _hash.Z_MAX * _hash.largest(mult) > _hash.F32_MAX:
+            return (None,)
+        return ((mult, np.asarray(mult, dtype=np.float64).astype(_np_dtype(x.dtype))),)
+
+    rates = _memo(("flat-sigma", sigma, x.dtype), compute)[0]  # (x,): None is a value
     if rates is None:
         return None
     k0, k1 = _hash.keys(seed, offset)
@@ -722,25 +718,14 @@ class _FixedCountPlan:
             return _hash.fixed_count_torch(t2, p, self.n_drop, self.mult).view(t.shape)
         if t.dtype not in _NUMBA_DTYPES:  # float16/bfloat16: x * M in float32, rounded once
             return self.apply(t.float()).to(t.dtype)
-        if not t.is_contiguous():
-            t = t.contiguous()
-        xa = t.numpy(force=True)  # t's shape, C-contiguous, t's memory (force: detached)
-        if xa.nbytes < _pool.MIN_BYTES:  # as in _FlatPlan.apply
-            oa = np.empty(xa.shape, xa.dtype)
-            out = torch.from_numpy(oa)
-        else:
-            out = _numba.empty(t.shape, t.dtype)
-            oa = out.numpy()
+        xa, oa, out = _numpy_io(t.contiguous())
         per_task = max(1, _numba.CHUNK // p.n)  # rows per task: ~CHUNK elements each
         tasks = -(-p.rows // per_task)
         args = (
             xa.ravel(), oa.ravel(), p.base, p.k0, p.k1, self.n_drop, xa.dtype.type(self.mult),
             p.n, p.rows, per_task, *_numba.fixed_count_window(p.n, self.n_drop),
         )  # fmt: skip
-        if elements < _numba.PARALLEL_MIN:  # one thread, as run_tasks decides
-            _numba.fixed_count(*args, 0, tasks)
-        else:
-            _numba.run_tasks(_numba.fixed_count, tasks, elements, torch.get_num_threads(), *args)
+        _numba.run_tasks(_numba.fixed_count, tasks, elements, torch.get_num_threads(), *args)
         return out
 
 
@@ -876,7 +861,7 @@ class RowBernoulli:
         self.thr = _hash.thresholds(k).astype(np.uint32)
         self.mult = _hash.scales(k, scaling)
         self._top = _hash.largest(self.mult)  # the largest multiplier
-        self._mult: dict = {}  # numpy multipliers per np.dtype, tensors per (torch.dtype, dtype)
+        self._mult: dict = {}  # NumPy multipliers per np.dtype, tensors per torch.dtype
         self._base = np.zeros(self.K, dtype=np.int64)  # member rows count from 0
 
     @staticmethod
@@ -910,10 +895,9 @@ class RowBernoulli:
         :meth:`backward` is exact)."""
         if dtype not in _NUMBA_DTYPES or _hash.mult_dtype(dtype, self._top) != dtype:
             return None
-        key = torch.dtype, dtype
-        if key not in self._mult:
-            self._mult[key] = torch.from_numpy(self._m(np.dtype(str(dtype).split(".")[1])))
-        return self._mult[key]
+        if dtype not in self._mult:  # torch dtypes beside _m's NumPy ones
+            self._mult[dtype] = torch.from_numpy(self._m(np.dtype(_np_dtype(dtype))))
+        return self._mult[dtype]
 
     def _wide(self, t: torch.Tensor) -> bool:
         """Whether t's dtype cannot hold a multiplier (float32, keep < ~2.9e-39): the numba
