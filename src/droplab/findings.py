@@ -1,17 +1,95 @@
-"""What a study's analysis returns and the report renders: :class:`Findings`.
+"""What a study's analysis returns and the report renders: :class:`Findings` and
+:class:`Contrast`.
 
 This is the contract between ``droplab.studies`` (which compute findings from stored
-results) and ``droplab.report`` (which renders them). Keep it plain data.
+results) and ``droplab.report`` (which renders them). Keep it plain data: a contrast
+serializes to JSON with :meth:`Contrast.to_dict` (``droplab results STUDY --json``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["Findings"]
+__all__ = ["CALLS", "Contrast", "Findings"]
+
+#: The only words a comparison may be called by (docs/statistics.md):
+#: ``lowers`` / ``raises``: the CI (after Holm for secondary contrasts) excludes 0;
+#: ``equivalent``: TOST at the declared margin rejects a difference of at least the margin;
+#: ``inconclusive``: neither (the minimum detectable effect says what could have been seen).
+CALLS = ("lowers", "raises", "equivalent", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One comparison ``a - b`` of a study, paired by seed, with its call.
+
+    Attributes:
+        name: short identifier, e.g. ``"dropout_vs_none_error"``.
+        description: what is compared, in words (``"tuned dropout − tuned none, MNIST-1D
+            n=3600"``).
+        primary: True for the study's one primary contrast.
+        metric: the metric compared (``"test_error"``, ``"test_nll"``, ...).
+        unit: the unit of estimate and bounds (``"points"``, ``"nats"``, ``"x"``).
+        estimate, ci_low, ci_high: mean of a - b and its interval, in ``unit``.
+        level: the interval's coverage (0.95).
+        call: one of :data:`CALLS`, of ``a`` relative to ``b`` (``"lowers"``: a < b).
+        margin: the equivalence margin m (in ``unit``): "equivalent" means within ±m.
+        n_seeds: number of complete pairs.
+        root_seeds: the ``--seed`` values whose trials went in.
+        p_value: two-sided p of "a - b = 0" (paired t), unadjusted.
+        p_adjusted: ``p_value`` after Holm over the study's secondary contrasts (equal to
+            ``p_value`` for the primary one).
+        p_equivalence: TOST p-value (the larger of the two one-sided tests), after the
+            same Holm adjustment as ``p_adjusted``.
+        mde: minimum detectable effect at 80% power (two-sided, same alpha), in ``unit``.
+        method: how the interval was computed (``"paired t over seeds"``).
+    """
+
+    name: str
+    description: str
+    primary: bool
+    metric: str
+    unit: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    call: str
+    margin: float
+    n_seeds: int
+    root_seeds: tuple[int, ...] = ()
+    level: float = 0.95
+    p_value: float = math.nan
+    p_adjusted: float = math.nan
+    p_equivalence: float = math.nan
+    mde: float = math.nan
+    method: str = "paired t over seeds"
+
+    def __post_init__(self) -> None:
+        if self.call not in CALLS:
+            raise ValueError(f"call must be one of {CALLS}, got {self.call!r}")
+        object.__setattr__(self, "root_seeds", tuple(int(s) for s in self.root_seeds))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (NaN becomes None)."""
+        out = asdict(self)
+        out["root_seeds"] = list(self.root_seeds)
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in out.items()
+        }
+
+    def short(self, digits: int = 1) -> str:
+        """``"-5.9 [-7.0, -4.8] points, lowers"``: estimate [CI] unit, call."""
+        if math.isnan(self.ci_low) or math.isnan(self.ci_high):
+            ci = "[n/a]"
+        else:
+            ci = f"[{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.estimate:+.{digits}f} {ci}{unit}, {self.call}"
 
 
 @dataclass
@@ -21,14 +99,22 @@ class Findings:
     Attributes:
         study: the study's registry name, e.g. ``"effect"``.
         question: the question, quoted from the research note.
-        verdict: one sentence whose words and numbers come from the data (with CIs).
+        verdict: the study's verdict, whose words and numbers come from the data (with
+            CIs); for studies on the protocol, the answer followed by its contrasts.
         table: the main result table (one row per cell of the study's grid).
-        figures: name -> ``matplotlib.figure.Figure``; the report saves each as PNG.
+        figures: name -> ``matplotlib.figure.Figure``; the report saves each as PNG. The
+            first one is the key figure.
         method: data, model, training, seeds, and what the confidence intervals are.
         key_number: the headline number of the verdict, e.g. ``"-5.9 pts [-7.0, -4.8]"``.
         extra_tables: further named tables shown below the main one.
-        failed: descriptions of failed trials (never hidden by the report).
+        failed: descriptions of failed trials (the report lists failed trials from the
+            store itself; this is kept for the command line).
         references: citations for the section.
+        answer: one sentence (at most ~30 words) that answers the question, written from
+            the data; empty for studies not yet on the protocol.
+        contrasts: the study's contrasts, the primary one first (empty for studies not yet
+            on the protocol).
+        notes: warnings the reader must see (e.g. training caps hit by > 10% of members).
     """
 
     study: str
@@ -41,3 +127,21 @@ class Findings:
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
+    answer: str = ""
+    contrasts: list[Contrast] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def primary(self) -> Contrast | None:
+        """The primary contrast, or None (a study not yet on the protocol)."""
+        return next((c for c in self.contrasts if c.primary), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as plain JSON values: study, question, answer, contrasts, notes."""
+        return {
+            "study": self.study,
+            "question": self.question,
+            "answer": self.answer or self.verdict,
+            "contrasts": [c.to_dict() for c in self.contrasts],
+            "notes": list(self.notes),
+        }
