@@ -1,12 +1,13 @@
 """The ``droplab`` command.
 
-    droplab run [STUDY ...] [--preset quick|standard|full] [--backend local|ray]
+    droplab run [STUDY ...] [--preset quick|standard|full] [--seed N] [--backend local|ray]
                 [--address ADDR] [--workers N] [--device cpu|cuda] [--store PATH] [--out DIR]
                 [--model pkg.mod:build] [--data pkg.mod:load] [--data-dir DIR] [--no-report]
     droplab list
     droplab status  [--store PATH]
-    droplab results STUDY [--preset P] [--store PATH]
+    droplab results STUDY [--preset P] [--seed N] [--json] [--store PATH]
     droplab report  [--store PATH] [--out DIR]
+    droplab findings [--store PATH] [--out FILE] [--readings DIR]
 
 User errors (unknown study, bad option, unreadable store, unreachable Ray, bad --model)
 print one line on stderr and exit with code 2, no traceback (set DROPLAB_TRACEBACK=1 to
@@ -65,6 +66,13 @@ def _parser() -> _Parser:
     run = sub.add_parser("run", help="run studies (all by default) and store their trials")
     run.add_argument("studies", nargs="*", metavar="STUDY", help="study names (default: all)")
     run.add_argument("--preset", default="standard", choices=PRESETS, help="size of the grid")
+    run.add_argument(
+        "--seed",
+        type=_root_seed,
+        default=0,
+        help="root seed: every trial's seeds derive from it; another N is an independent "
+        "replication (default 0)",
+    )
     run.add_argument("--backend", default="local", choices=("local", "ray"))
     run.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     run.add_argument(
@@ -90,12 +98,42 @@ def _parser() -> _Parser:
     results = sub.add_parser("results", help="a study's results table")
     results.add_argument("study", metavar="STUDY")
     results.add_argument("--preset", default=None, choices=PRESETS)
+    results.add_argument(
+        "--seed", type=_root_seed, default=None, help="only the trials of this root seed"
+    )
+    results.add_argument(
+        "--json", action="store_true", help="print the verdict (answer and contrasts) as JSON"
+    )
     _add_store(results)
 
     report = sub.add_parser("report", help="render the report (HTML + Markdown) from the store")
     _add_store(report)
     report.add_argument("--out", type=Path, default=None, help="report folder")
+
+    findings = sub.add_parser(
+        "findings", help="write the findings (answers and contrasts) as Markdown from the store"
+    )
+    _add_store(findings)
+    findings.add_argument(
+        "--out", type=Path, default=Path("docs") / "findings.md", help="the Markdown file"
+    )
+    findings.add_argument(
+        "--readings",
+        type=Path,
+        default=None,
+        help="folder of <study>.md human readings to include (default: none)",
+    )
     return parser
+
+
+def _root_seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": _cmd_status,
             "results": _cmd_results,
             "report": _cmd_report,
+            "findings": _cmd_findings,
         }[args.command]
         return command(args)
     except (UsageError, StoreError, BackendError) as e:
@@ -199,7 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plans = []
     for study in chosen:
         try:
-            trials = study.expand(args.preset, model=args.model, data=args.data)
+            trials = study.expand(args.preset, model=args.model, data=args.data, seed=args.seed)
         except (ValueError, TypeError) as e:
             if os.environ.get("DROPLAB_TRACEBACK"):
                 raise
@@ -335,7 +374,9 @@ def _print_verdicts(store: Any, chosen: list[Any], preset: str) -> None:
                 raise
             print(f"  {study.name}: analysis failed: {_one_line(e)}")
             continue
-        print(f"  {study.name}: {findings.verdict}")
+        print(f"  {study.name}: {findings.answer or findings.verdict}")
+        if findings.primary is not None:
+            print(f"    primary: {findings.primary.description}: {findings.primary.short()}")
 
 
 def _render_report(store_path: Path, out_dir: Path) -> Path | None:
@@ -400,6 +441,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"{args.store}: no trials yet (`droplab run` adds them)")
         return 0
     print(table.to_string(index=False))
+    roots = _root_seed_lines(args.store)
+    if roots:
+        print("\nroot seeds (`droplab run --seed N`) of the finished trials:")
+        print("\n".join(roots))
     if not prov.empty:
         print("\nfinished trials were trained by (code = droplab git commit):")
         print(prov.to_string(index=False))
@@ -414,6 +459,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _root_seed_lines(path: Path) -> list[str]:
+    """'  study (preset): 0, 1' per study and preset with finished trials."""
+    out = []
+    with _open_store(path, readonly=True) as store:
+        for name in store.studies():
+            done = store.frame(name, status="finished")
+            if done.empty:
+                continue
+            roots = done["root_seed"].fillna(0) if "root_seed" in done else done["seed"] * 0
+            for preset, r in roots.groupby(done["preset"]):
+                seeds = ", ".join(str(int(s)) for s in sorted(r.unique()))
+                out.append(f"  {name} ({preset}): {seeds}")
+    return out
+
+
 def _failures(store: Any, name: str, preset: str | None) -> str:
     """'; N trials failed, e.g. <last line of an error>' when a study has failed trials."""
     failed = store.frame(name, preset=preset, status="failed")
@@ -423,25 +483,54 @@ def _failures(store: Any, name: str, preset: str | None) -> str:
     return f"; {len(failed)} trials failed, e.g. {lines[-1] if lines else 'unknown error'}"
 
 
-def _print_results(store: Any, study: Any, preset: str | None) -> None:
+def _root_rows(frame: Any, seed: int | None) -> Any:
+    """The rows of root seed ``seed`` (trials without a ``root_seed`` are root seed 0)."""
+    if seed is None or frame.empty:
+        return frame
+    roots = frame["root_seed"].fillna(0) if "root_seed" in frame else 0
+    return frame[roots == seed].reset_index(drop=True)
+
+
+def _print_results(
+    store: Any, study: Any, preset: str | None, seed: int | None = None, as_json: bool = False
+) -> None:
+    import json
+
     import pandas as pd
 
     from droplab.studies.base import select_preset
 
-    frame = select_preset(store.frame(study.name), preset)
+    frame = select_preset(_root_rows(store.frame(study.name), seed), preset)
     if not (frame["status"] == "finished").any():
         which = f" (preset {preset})" if preset else ""
+        which += f" (root seed {seed})" if seed is not None else ""
         raise UsageError(
             f"no finished trials of study {study.name!r}{which} in {store.path}"
             f"{_failures(store, study.name, preset)}; run `droplab run {study.name}` first"
         )
     findings = study.analyze(frame)
+    if as_json:
+        out = findings.to_dict()
+        out["preset"] = str(frame["preset"].iloc[0])
+        out["trials"] = int((frame["status"] == "finished").sum())
+        out["failed"] = int((frame["status"] != "finished").sum())
+        print(json.dumps(out, indent=2, allow_nan=False))
+        return
     with pd.option_context(
         "display.width", 200, "display.max_columns", 50, "display.max_rows", 500
     ):
         print(f"== {study.name} (preset {frame['preset'].iloc[0]}) ==")
         print(study.question)
-        print(f"\nverdict: {findings.verdict}\n")
+        if findings.answer:
+            print(f"\nanswer: {findings.answer}\n")
+            for c in findings.contrasts:
+                tag = "primary  " if c.primary else "secondary"
+                print(f"  {tag} {c.description}: {c.short()}")
+            for note in findings.notes:
+                print(f"  note: {note}")
+            print()
+        else:
+            print(f"\nverdict: {findings.verdict}\n")
         print(findings.table.to_string(index=False))
         for title, extra in findings.extra_tables.items():
             print(f"\n{title}:\n{extra.to_string(index=False)}")
@@ -455,7 +544,7 @@ def _print_results(store: Any, study: Any, preset: str | None) -> None:
 def _cmd_results(args: argparse.Namespace) -> int:
     study = _study(args.study)
     with _open_store(args.store, readonly=True) as store:
-        _print_results(store, study, args.preset)
+        _print_results(store, study, args.preset, args.seed, args.json)
     return 0
 
 
@@ -470,6 +559,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 1
     if path is not None:
         print(f"report: {path} ({time.time() - t0:.1f} s)")
+    return 0
+
+
+def _cmd_findings(args: argparse.Namespace) -> int:
+    from droplab import studies
+    from droplab.backends.common import code_version
+    from droplab.report.findings_md import write_findings
+
+    with _open_store(args.store, readonly=True) as store:
+        names = store.studies()
+    chosen = [studies.REGISTRY[n] for n in studies.REGISTRY if n in names]
+    if not chosen:
+        raise UsageError(f"{args.store} holds no trials of a registered study; run `droplab run`")
+    if args.readings is not None and not args.readings.is_dir():
+        raise UsageError(f"--readings {args.readings} is not a folder")
+    command = "droplab findings --store " + str(args.store) + " --out " + str(args.out)
+    if args.readings is not None:
+        command += f" --readings {args.readings}"
+    path = write_findings(
+        args.store,
+        args.out,
+        chosen,
+        command=command,
+        commit=code_version() or "unknown",
+        readings_dir=args.readings,
+    )
+    print(f"findings: {path}")
     return 0
 
 

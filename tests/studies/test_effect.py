@@ -1,10 +1,9 @@
-"""The effect study: its grid, an analysis whose verdict follows the data, and a real quick
-run end to end through the backend and the store."""
+"""The effect study on the protocol: its grid (equal budgets, paired replicates, root
+seeds), an analysis whose calls and answer follow the data, and a real quick run."""
 
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -13,109 +12,137 @@ from droplab import studies
 from droplab.backends import run_study
 from droplab.store import Store
 from droplab.studies import effect
+from droplab.studies import protocol as P
 
 STUDY = effect.STUDY
 
 
-def test_registered_and_no_study_module_is_broken():
+def test_registered_seeded_and_custom():
     assert studies.get("effect") is STUDY
     assert studies.UNAVAILABLE == {}, studies.UNAVAILABLE
-    with pytest.raises(ValueError, match="unknown study 'nope'; valid studies: effect"):
-        studies.get("nope")
+    assert STUDY.seeded and STUDY.custom
 
 
 @pytest.mark.parametrize("preset", ["quick", "standard", "full"])
-def test_grid_pairs_arms_by_seed_within_one_group(preset):
+def test_every_arm_gets_the_same_budget_and_arms_are_paired(preset):
+    p = effect.PRESETS[preset]
+    C = p["budget"].configs
     trials = STUDY.expand(preset)
     assert len({t.hash for t in trials}) == len(trials)
-    cells: dict[tuple, set] = {}
-    for t in trials:
-        cells.setdefault((t.config["dataset"], t.config["n_train"]), set()).add(
-            (t.config["arm"], t.seed)
-        )
-    datasets = {d for d, _ in cells}
-    assert datasets == {"mnist1d", "digits"}
-    seeds = {s for cell in cells.values() for _, s in cell}
-    for cell in cells.values():  # every seed has both arms
-        assert cell == {(arm, s) for arm in effect.ARMS for s in seeds}
-    if preset != "quick":
-        assert len(seeds) >= 5
-        assert all(sum(d == name for d, _ in cells) >= 3 for name in datasets)  # a curve
     groups = STUDY.groups(trials)
-    assert len(groups) == len(cells)  # one batched fit per (dataset, size)
-    for g in groups:
-        assert {(t.config["arm"], t.seed) for t in g} == {
-            (a, s) for a in effect.ARMS for s in seeds
-        }
-    dropout = next(t for t in trials if t.config["arm"] == "dropout")
-    assert (dropout.config["input_rate"], dropout.config["hidden_rate"]) == (0.2, 0.5)
+    for g in groups:  # one fit = one (cell, replicate): every arm of the cell, one seed
+        assert len({t.seed for t in g}) == 1
+        counts = {}
+        for t in g:
+            counts[t.config["arm"]] = counts.get(t.config["arm"], 0) + 1
+        if len(counts) > 2:  # a size where every arm trains
+            assert counts == {"none": 3 * C, "input": C, "hidden": C, "both": C,
+                              "note": 1, "anchor": 1, "plain": 1}
+        else:  # the baseline's extra sizes
+            assert counts == {"none": 3 * C, "plain": 1}
+    seeds = {t.seed for t in trials}
+    assert len(seeds) == p["budget"].seeds
+    if preset != "quick":
+        assert len(seeds) >= 10
+    note = next(t for t in trials if t.config["arm"] == "note")
+    assert (note.config["input_rate"], note.config["hidden_rate"]) == (0.2, 0.5)
+    # the tuned arms really search: different learning rates across configurations
+    lrs = {t.config["lr"] for t in trials if t.config["arm"] == "none" and t.seed == note.seed}
+    assert len(lrs) > 1
 
 
-def _synthetic_store(tmp_path, shifts):
-    """A store of the quick grid with made-up metrics: dropout - none = shifts[(dataset, n)]
-    (in error fraction), plus per-seed noise common to both arms and a small own noise."""
+def test_root_seed_gives_an_independent_replication():
+    a, b = STUDY.expand("quick", seed=0), STUDY.expand("quick", seed=1)
+    assert not {t.hash for t in a} & {t.hash for t in b}
+    assert not {t.seed for t in a} & {t.seed for t in b}
+    assert {t.config["root_seed"] for t in b} == {1}
+    assert [t.hash for t in STUDY.expand("quick", seed=1)] == [t.hash for t in b]
+    with pytest.raises(ValueError, match="root seed"):
+        STUDY.expand("quick", seed=-1)
+
+
+def test_each_replicate_draws_its_own_data():
+    s0, s1 = P.replicate_seed(0, 0), P.replicate_seed(0, 1)
+    a, a2, b = (P.load_data("digits", s, 600, None) for s in (s0, s0, s1))
+    assert np.array_equal(a.x_test.numpy(), a2.x_test.numpy())  # a pure function of the seed
+    assert not np.array_equal(a.x_test.numpy(), b.x_test.numpy())  # test set resampled
+    assert not np.array_equal(a.x_val.numpy(), b.x_val.numpy())
+    assert len(a.y_train) == 600
+
+
+def _store(tmp_path, shift, *, spread=0.002, test_trap=False):
+    """The quick grid with made-up metrics: tuned dropout = none + ``shift`` (error
+    fraction) with per-seed noise ``spread``. With ``test_trap``, one none config per seed
+    has a terrible validation error but the best test error: selection must ignore it."""
     store = Store(tmp_path / "syn.db")
     records = []
     for t in STUDY.expand("quick"):
         c = t.config
-        common = np.random.default_rng([t.seed, c["n_train"]]).normal(0, 0.02)
-        own = np.random.default_rng([t.seed, c["n_train"], c["arm"] == "dropout"]).normal(0, 0.002)
-        shift, spread = shifts[(c["dataset"], c["n_train"])]
-        extra = shift + (spread * (1 if t.seed % 2 else -1) if c["arm"] == "dropout" else 0.0)
-        err = 0.3 + common + own + (extra if c["arm"] == "dropout" else 0.0)
+        g = np.random.default_rng([t.seed % 2**32, c["config"], len(c["arm"])])
+        base = 0.3 + np.random.default_rng(t.seed % 2**32).normal(0, 0.02)  # per replicate
+        err = base + (shift if c["arm"] in effect.PLACEMENTS else 0.0)
+        err += 0.01 * c["config"] + g.normal(0, spread)  # config 0 is each arm's best
+        val = err
+        if test_trap and c["arm"] == "none" and c["config"] == 1:
+            err, val = 0.0, 0.9
         metrics = {
-            "test_error": err,
-            "test_nll": 1.0 + err,
-            "test_ece": 0.05,
-            "gap": 0.1 - (0.05 if c["arm"] == "dropout" else 0.0) + own,
-            "best_epoch": float(c["epochs"]),
+            "test_error": err, "val_error": val, "val_loss": 1.0 + val,
+            "test_nll": 1.0 + err, "best_epoch": 3.0, "capped": 0.0,
         }
-        curves = {"val_acc": [0.5, 1 - err], "test_acc": [0.5, 1 - err]}
-        records.append(t.record(status="finished", metrics=metrics, curves=curves))
+        records.append(t.record(status="finished", metrics=metrics, curves={}))
     store.record(records)
     return store
 
 
-def test_verdict_follows_the_data(tmp_path):
-    shifts = {  # (mean shift, alternating +- spread that makes the CI wide)
-        ("mnist1d", 400): (0.0, 0.05),  # no effect, noisy: CI covers 0
-        ("mnist1d", 3600): (-0.059, 0.0),  # dropout lowers error by 5.9 points
-        ("digits", 300): (0.02, 0.0),  # raises by 2 points
-        ("digits", 1294): (0.02, 0.0),
-    }
-    with _synthetic_store(tmp_path, shifts) as store:
-        findings = STUDY.findings(store.frame("effect"))
-    t = findings.table.set_index(["dataset", "n_train"])
-    assert t.loc[("mnist1d", 3600), "d_test_error"] == pytest.approx(-5.9, abs=0.5)
-    assert t.loc[("mnist1d", 3600), "d_test_error_hi"] < 0
-    lo, hi = t.loc[("mnist1d", 400), ["d_test_error_lo", "d_test_error_hi"]]
-    assert lo < 0 < hi
-    v = findings.verdict
-    lowered = re.search(
-        r"On MNIST-1D, dropout \(input 0.2, hidden 0.5\) lowers test error by ([\d.]+)", v
-    )
-    assert lowered and float(lowered.group(1)) == pytest.approx(5.9, abs=0.3)
-    assert "at n=3600" in v and "lower at 1, higher at 0 and not significantly different at 1" in v
-    raised = re.search(
-        r"On digits, dropout \(input 0.2, hidden 0.5\) raises test error by ([\d.]+)", v
-    )
-    assert raised and float(raised.group(1)) == pytest.approx(2.0, abs=0.3)
-    assert "lowers the generalization gap by 5.0" in v
-    number = float(findings.key_number.split()[0])
-    assert number == pytest.approx(-5.9, abs=0.3) and "(MNIST-1D, n=3600)" in findings.key_number
-    assert set(findings.figures) == {"learning_curve", "differences"}
-    robust = next(iter(findings.extra_tables.values()))
-    assert robust["d_test_error"].round(6).tolist() == t["d_test_error"].round(6).tolist()
+def test_a_clear_effect_is_called_lowers_with_its_size(tmp_path):
+    with _store(tmp_path, -0.03, test_trap=True) as store:
+        f = STUDY.findings(store.frame("effect"))
+    p = f.primary
+    assert p is f.contrasts[0] and p.name == "dropout_vs_none"
+    assert p.call == "lowers" and p.estimate == pytest.approx(-3.0, abs=0.3)
+    assert p.ci_high < 0 and p.n_seeds == 3 and p.root_seeds == (0,)
+    assert f.answer.startswith("On digits (n=600), tuned dropout lowers test error by 3.")
+    assert len(f.answer.split()) <= 40
+    assert {c.call for c in f.contrasts} <= {"lowers", "raises", "equivalent", "inconclusive"}
+    assert sum(c.primary for c in f.contrasts) == 1
+    # the trap (best test, worst validation) was never selected
+    curves = f.extra_tables["learning curves (test error %, tuned arms)"]
+    none = curves[(curves["arm"] == "none") & (curves["n_train"] == 600)]
+    assert float(none["test_error"].iloc[0]) > 20
 
-    # No effect anywhere: the words follow the numbers.
-    flat = dict.fromkeys(shifts, (0.0, 0.05))
-    with (
-        _synthetic_store(tmp_path / "flat", flat)
-        if (tmp_path / "flat").mkdir() is None
-        else None as s
-    ):
-        v = STUDY.findings(s.frame("effect")).verdict
-    assert "does not significantly change test error" in v and "lowers test error" not in v
+
+def test_no_effect_is_equivalent_not_support(tmp_path):
+    with _store(tmp_path, 0.0, spread=0.001) as store:
+        f = STUDY.findings(store.frame("effect"))
+    assert f.primary.call == "equivalent"
+    assert "equivalent within ±1 point" in f.answer
+    assert "lowers" not in f.answer and "raises" not in f.answer
+
+
+def test_a_noisy_effect_is_inconclusive(tmp_path):
+    with _store(tmp_path, 0.0, spread=0.08) as store:
+        f = STUDY.findings(store.frame("effect"))
+    assert f.primary.call == "inconclusive"
+    assert "inconclusive" in f.answer and not math.isnan(f.primary.mde)
+
+
+def test_an_older_recipe_in_the_store_is_left_out(tmp_path):
+    with _store(tmp_path, -0.03) as store:
+        clean = STUDY.findings(store.frame("effect")).primary
+        old = []
+        for t in STUDY.expand("quick"):
+            config = {**t.config, "max_steps": t.config["max_steps"] + 1}
+            old.append(
+                effect.Trial("effect", config, t.seed, "quick").record(
+                    status="finished",
+                    metrics={"test_error": 0.9, "val_error": 0.0, "val_loss": 0.0,
+                             "test_nll": 5.0, "capped": 1.0},
+                )
+            )
+        store.record(old)
+        f = STUDY.findings(store.frame("effect"))
+    assert f.primary.estimate == pytest.approx(clean.estimate)
+    assert any("another recipe" in n for n in f.notes)
 
 
 def test_quick_preset_runs_end_to_end(tmp_path):
@@ -125,32 +152,10 @@ def test_quick_preset_runs_end_to_end(tmp_path):
         assert (summary.finished, summary.failed) == (len(trials), 0), store.errors("effect")
         assert run_study(STUDY, trials, store).skipped == len(trials)  # no training again
         frame = store.frame("effect")
-    for column in ("test_error", "test_nll", "test_ece", "gap", "best_epoch"):
+    for column in ("test_error", "val_error", "test_nll", "best_epoch", "capped"):
         assert frame[column].notna().all(), column
-    findings = STUDY.findings(frame)
-    assert len(findings.table) == 4 and findings.table["seeds"].eq(3).all()
-    assert "MNIST-1D" in findings.verdict and "digits" in findings.verdict
-    assert not any(math.isnan(x) for x in findings.table["d_test_error"])
-    assert findings.failed == []
-
-
-def test_an_older_recipe_in_the_store_forms_its_own_cells(tmp_path):
-    shifts = dict.fromkeys(
-        [("mnist1d", 400), ("mnist1d", 3600), ("digits", 300), ("digits", 1294)], (-0.03, 0.0)
-    )
-    with _synthetic_store(tmp_path, shifts) as store:
-        clean = STUDY.findings(store.frame("effect")).table
-        old = []
-        for t in STUDY.expand("quick"):  # same cells and seeds, other epochs, other results
-            config = {**t.config, "epochs": t.config["epochs"] + 1}
-            err = 0.9 if t.config["arm"] == "dropout" else 0.1
-            old.append(
-                effect.Trial("effect", config, t.seed, "quick").record(
-                    status="finished", metrics={"test_error": err, "best_epoch": 1.0}
-                )
-            )
-        store.record(old)
-        mixed = STUDY.findings(store.frame("effect")).table
-    assert len(mixed) == 2 * len(clean)
-    merged = mixed.merge(clean, on=["dataset", "n_train", "epochs"], suffixes=("", "_clean"))
-    assert np.allclose(merged["d_test_error"], merged["d_test_error_clean"])
+    f = STUDY.findings(frame)
+    assert f.primary is not None and f.primary.n_seeds == 3
+    assert f.answer and not math.isnan(f.primary.estimate)
+    assert set(f.figures) == {"learning_curves", "contrasts"}
+    assert f.failed == []

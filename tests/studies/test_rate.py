@@ -1,4 +1,5 @@
-"""rate: the quick preset end to end through the real store, and a verdict that follows the data."""
+"""rate on the protocol: the grid (every cell tuned with the same budget, pn-fixed widths),
+the quick preset end to end, and calls that follow the data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from droplab.backends import run_study
 from droplab.store import Store
 from droplab.studies import get
-from droplab.studies.rate import NOTE_CELL, STUDY
+from droplab.studies.rate import NOTE_CELL, PRESETS, STUDY, arm_name, pn_width
 
 
 @pytest.fixture(scope="module")
@@ -16,46 +17,61 @@ def frame(tmp_path_factory) -> pd.DataFrame:
     path = tmp_path_factory.mktemp("rate") / "results.db"
     with Store(path) as store:
         summary = run_study(STUDY, STUDY.expand("quick"), store)
-        assert summary.failed == 0
+        assert summary.failed == 0, store.errors("rate")
         return store.frame("rate")
 
 
-def test_registered():
-    assert get("rate") is STUDY
+def test_registered_and_seeded():
+    assert get("rate") is STUDY and STUDY.seeded
 
 
-def test_quick_runs_and_verdict_comes_from_the_store(frame):
+@pytest.mark.parametrize("preset", ["quick", "standard", "full"])
+def test_grid_equal_budgets_and_pn_fixed_widths(preset):
+    p = PRESETS[preset]
+    trials = STUDY.expand(preset)
+    per_arm: dict[tuple, int] = {}
+    for t in trials:
+        key = (t.seed, t.config["cell"], t.config["arm"])
+        per_arm[key] = per_arm.get(key, 0) + 1
+    assert set(per_arm.values()) == {p["budget"].configs}
+    grid = {(t.config["hidden_rate"], t.config["input_rate"]) for t in trials if not t.config["cell"]}
+    assert NOTE_CELL in grid and len(grid) == len(p["hidden_rates"]) * len(p["input_rates"])
+    for t in trials:
+        if t.config["cell"] == "pn":
+            assert t.config["input_rate"] == 0.0
+            assert t.config["widths"][0] == pn_width(p["width"], t.config["hidden_rate"])
+    assert pn_width(100, 0.5) == 100 and pn_width(100, 0.75) == 200 and pn_width(100, 0.0) == 50
+    assert len({t.seed for t in trials}) == p["budget"].seeds
+
+
+def test_quick_runs_and_the_answer_comes_from_the_store(frame):
     assert set(frame["status"]) == {"finished"}
     assert frame["test_error"].between(0, 1).all()
     f = STUDY.findings(frame)
-    best = f.table[f.table["best"]].iloc[0]
-    # the verdict quotes the best cell's measured error and the note's cell
-    assert f"{best.test_error_pct:.1f}%" in f.verdict
-    assert "(0.5, 0.2)" in f.verdict and f.key_number
-    assert {"error_surface", "hidden_rate"} <= set(f.figures)
-    # the best cell has the lowest mean error and is trivially indistinguishable from itself
-    assert best.test_error_pct == f.table["test_error_pct"].min()
-    assert f.table["indistinguishable_from_best"][f.table["best"]].all()
+    assert f.primary.name == "note_vs_best" and f.primary.n_seeds == 3
+    assert f.primary.call in {"lowers", "raises", "equivalent", "inconclusive"}
+    assert "validation picks hidden" in f.answer
+    assert set(f.figures) == {"profile"}
+    assert any(c.name.startswith("pn_") for c in f.contrasts)
 
 
-def _set_note_cell(frame: pd.DataFrame, offset: float) -> pd.DataFrame:
-    """The note's cell at (the best other cell + offset) per seed, with a per-seed jitter."""
+def _with_note(frame: pd.DataFrame, offset: float) -> pd.DataFrame:
+    """The note's cell's test AND validation error at (everything else's best) + offset."""
     out = frame.copy()
-    note = (out["hidden_rate"] == NOTE_CELL[0]) & (out["input_rate"] == NOTE_CELL[1])
+    note = (out["arm"] == arm_name(*NOTE_CELL)) & (out["cell"] == "")
     floor = out.loc[~note, "test_error"].min()
-    out.loc[note, "test_error"] = floor + offset + 0.001 * out.loc[note, "seed"]
+    out.loc[note, "test_error"] = floor + offset + 0.001 * (out.loc[note, "seed"] % 7)
+    out.loc[note, "val_error"] = out.loc[~note, "val_error"].min() + offset
     return out
 
 
-def test_changing_the_data_changes_the_verdict(frame):
-    good = STUDY.analyze(_set_note_cell(frame, -0.02))  # clearly the best cell
-    bad = STUDY.analyze(_set_note_cell(frame, +0.30))  # 30 points worse than everything
-    assert "indistinguishable from the best cell in 1 of 1" in good.verdict
-    assert "best hidden 0.5 / input 0.2" in good.verdict
-    assert "indistinguishable from the best cell in 0 of 1" in bad.verdict
-    assert "(0.5, 0.2) is significantly worse" in bad.verdict
-    assert good.key_number.endswith("in 1 of 1 nets") and bad.key_number.endswith("0 of 1 nets")
-    assert good.verdict != bad.verdict
+def test_changing_the_data_changes_the_call(frame):
+    good = STUDY.analyze(_with_note(frame, -0.05))  # best on validation: it IS the best
+    bad = STUDY.analyze(_with_note(frame, +0.30))  # 30 points worse than everything
+    assert good.primary.call == "equivalent" and good.primary.estimate == pytest.approx(0.0)
+    assert bad.primary.call == "raises" and bad.primary.estimate > 20
+    assert bad.answer.startswith("No: the note's rates give higher test error")
+    assert good.answer != bad.answer
 
 
 def test_penalty_is_monotone_in_rate():
@@ -68,10 +84,10 @@ def test_penalty_is_monotone_in_rate():
 
 def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
     f = frame.copy()
-    metrics = [c for c in f.columns if c.startswith(("test_", "ws_", "mc_", "prune_"))]
+    metrics = [c for c in f.columns if c.startswith(("test_", "val_"))]
     f.loc[0, "status"] = "failed"
     f.loc[0, "error"] = "RuntimeError: boom"
     f.loc[0, metrics] = float("nan")
     out = STUDY.analyze(f)
     assert len(out.failed) == 1 and "boom" in out.failed[0]
-    assert out.verdict and "No finished" not in out.verdict
+    assert out.answer and "No finished" not in out.verdict

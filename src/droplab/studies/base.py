@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from droplab import rng
 from droplab.findings import Findings
 from droplab.store import TrialRecord, canonical_json, config_hash
 
@@ -45,8 +46,8 @@ __all__ = [
 ]
 
 #: Presets, smallest first: ``quick`` for tests and CI (well under 2 min per study on 2
-#: cores), ``standard`` for ``make run`` (all studies together ~30 min on 2 cores), ``full``
-#: for a cluster or a GPU.
+#: cores), ``standard`` for ``make run`` (all studies together within 20 min on 2 cores),
+#: ``full`` for a cluster or a GPU.
 PRESETS = ("quick", "standard", "full")
 
 
@@ -129,6 +130,10 @@ class Study:
         group_key: ``group_key(trial) -> hashable``; default: all but the seed.
         description: one paragraph on the method (data, model, training, seeds).
         custom: whether ``trials`` accepts ``model=``/``data=`` (``--model``/``--data``).
+        seeded: whether ``trials`` accepts ``seed=`` (the root seed, ``--seed``) and
+            derives every trial seed from it (the protocol studies). For other studies a
+            root seed other than 0 is applied by :meth:`expand`: each trial's seed becomes
+            ``derive(root, "trial", seed)`` and its config gets ``root_seed``.
     """
 
     name: str
@@ -139,20 +144,43 @@ class Study:
     group_key: Callable[[Trial], Hashable] = default_group_key
     description: str = ""
     custom: bool = False
+    seeded: bool = False
 
     def expand(
-        self, preset: str, *, model: str | None = None, data: str | None = None
+        self,
+        preset: str,
+        *,
+        model: str | None = None,
+        data: str | None = None,
+        seed: int = 0,
     ) -> list[Trial]:
-        """The trials of ``preset`` (validated), in a deterministic order, without duplicates."""
+        """The trials of ``preset`` for root seed ``seed`` (validated), in a deterministic
+        order, without duplicates."""
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed (the root seed) must be an int >= 0, got {seed!r}")
         if (model or data) and not self.custom:
             raise ValueError(
                 f"study {self.name!r} does not take --model/--data (it needs its built-in "
                 "models); studies that do are marked 'custom' in `droplab list`"
             )
-        kwargs = {k: v for k, v in (("model", model), ("data", data)) if v is not None}
+        kwargs: dict[str, Any] = {
+            k: v for k, v in (("model", model), ("data", data)) if v is not None
+        }
+        if self.seeded:
+            kwargs["seed"] = seed
         trials = list(self.trials(preset, **kwargs))
+        if seed and not self.seeded:
+            trials = [
+                Trial(
+                    t.study,
+                    {**t.config, "root_seed": seed},
+                    rng.derive(seed, "trial", t.seed),
+                    t.preset,
+                )
+                for t in trials
+            ]
         seen: dict[str, Trial] = {}
         for t in trials:
             if not isinstance(t, Trial):

@@ -6,48 +6,37 @@ Question (the research note):
     layers" — p is the probability of KEEPING a unit, so the rule is hidden rate 0.5,
     input rate 0.2 in droplab's convention (rate = P(drop)).
 
-Grid. A full grid of hidden rate x input rate, every cell trained with the same seeds, on
-MLPs of three widths on MNIST-1D (narrow, base, wide) and the base MLP on sklearn digits.
-All cells and seeds of one net are the members of one batched ``fit``, so for seed s
-every cell shares the validation split, the initialization and the batch order: the
-comparison between two cells is paired by seed.
+The rate is a hyperparameter, so it is treated as one. Grid: hidden rate x input rate
+(each cell an arm that tunes learning rate, decoupled weight decay and max-norm with the
+same budget); per replicate, the cell with the lowest validation error is "the
+validation-best rates". Every replicate is a fresh data draw (docs/statistics.md).
 
-Training. Adam, cross-entropy, a fixed epoch budget long enough for the no-dropout nets to
-overfit; each member keeps its weights of the epoch with the lowest validation loss, and
-test error is measured there with weight scaling (inverted dropout: the identity at test).
+Srivastava et al. (2014, sec. 7.3) also ask the question at a fixed *expected* number of
+kept units: "pn fixed" scales the hidden width as n = base / keep, so a higher rate gets a
+wider net. Those cells (input rate 0) are trained beside the fixed-width grid.
 
-Analysis. For each net: the mean test error of each cell with its 95% Student-t CI over
-seeds; the best cell (lowest mean); for every cell the paired difference to the best cell
-with its 95% CI. A cell is "indistinguishable from the best" when that CI reaches 0 (a
-paired t-test at the 5% level does not reject equality). The best cell is chosen on the
-same data, so its advantage is slightly optimistic (winner's curse) and the set is, if
-anything, too small: the rule of thumb being inside it is the harder test to pass.
+Theory. With inverted scaling the penalty dropout adds is proportional to the noise
+variance ``(1-keep)/keep`` (Wager et al. 2013), monotone in the rate: the note's ``p(1-p)``
+peaks at 0.5 only for unscaled dropout, so theory singles out no rate, and the best one
+should move with width and data.
 
-Theory. With inverted scaling the explicit regularizer dropout adds is proportional to the
-noise variance ``(1-keep)/keep`` (``droplab.theory.gaussian_sigma(keep) ** 2``; Wager et al.
-2013, Wei et al. 2020), which grows monotonically from 0 at rate 0 to infinity as rate -> 1.
-The note's ``p(1-p)`` peaks at 0.5 only for the classic (unscaled) convention, so theory
-singles out no rate: the best one is whatever strength of regularization the net and the
-data need, and it should move with width and data size.
-
-Verdict. Per net the best cell with its CI, whether (hidden 0.5, input 0.2) is in the set
-indistinguishable from it, and the best hidden rates across nets.
+Primary contrast: the note's cell (hidden 0.5, input 0.2) minus the validation-best cell,
+test error, on MNIST-1D. Secondary (Holm): every other cell minus the note's cell, and the
+"pn fixed" cells minus the fixed-width cells of the same rate.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from droplab.findings import Findings
-from droplab.store import canonical_json
+from droplab.findings import Contrast, Findings
+from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
-from droplab.studies.stats import fmt_ci, mean_ci, paired_ci
+from droplab.studies.stats import adjust, compare, mean_ci
 
-__all__ = ["NOTE_CELL", "PRESETS", "QUESTION", "STUDY", "analyze", "run_group", "trials"]
+__all__ = ["NOTE_CELL", "PRESETS", "QUESTION", "STUDY", "analyze", "penalty_coefficient", "trials"]
 
 QUESTION = (
     "Dropout is most effective for p = 0.5 (it maximizes p(1-p)); p = 0.5 for intermediate "
@@ -56,103 +45,89 @@ QUESTION = (
 #: the note's rule of thumb in droplab's convention: (hidden rate, input rate) = P(drop).
 NOTE_CELL = (0.5, 0.2)
 
-# -- the grid ------------------------------------------------------------------------------
+_TUNE = {
+    "lr": P.LogUniform(3e-4, 1e-2),
+    "weight_decay": P.LogUniform(1e-5, 1e-1),
+    "max_norm": P.MaybeOff(P.LogUniform(1.0, 5.0)),
+}
 
-#: preset -> seeds, nets (dataset, label, widths), the rate grid and the training recipe.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "seeds": [0, 1, 2],
-        "nets": [("digits", "base", [64])],
+        "budget": P.Budget(seeds=3, configs=1, max_steps=300, eval_steps=30, patience_steps=90),
+        "dataset": "digits",
+        "n_train": 1294,
+        "width": 64,
         "hidden_rates": [0.0, 0.5],
         "input_rates": [0.0, 0.2],
-        "epochs": 8,
-        "batch_size": 64,
-        "lr": 2e-3,
     },
     "standard": {
-        "seeds": [0, 1, 2, 3],
-        "nets": [
-            ("mnist1d", "narrow", [32, 32]),
-            ("mnist1d", "base", [128, 128]),
-            ("mnist1d", "wide", [256, 256]),
-            ("digits", "base", [128, 128]),
-        ],
+        "budget": P.Budget(
+            seeds=10,
+            configs=3,
+            max_steps=5400,
+            eval_steps=72,
+            patience_steps=1080,
+            pool={"mnist1d": 7600},
+        ),
+        "dataset": "mnist1d",
+        "n_train": 3600,
+        "width": 100,
         "hidden_rates": [0.0, 0.25, 0.5, 0.75],
-        "input_rates": [0.0, 0.2, 0.4],
-        "epochs": 30,
-        "batch_size": 100,
-        "lr": 3e-3,
+        "input_rates": [0.0, 0.2],
     },
     "full": {
-        "seeds": list(range(10)),
-        "nets": [
-            ("mnist1d", "narrow", [32, 32]),
-            ("mnist1d", "base", [128, 128]),
-            ("mnist1d", "wide", [512, 512]),
-            ("mnist1d", "wider", [1024, 1024]),
-            ("digits", "narrow", [32, 32]),
-            ("digits", "base", [128, 128]),
-            ("digits", "wide", [512, 512]),
-        ],
-        "hidden_rates": [0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9],
-        "input_rates": [0.0, 0.1, 0.2, 0.3, 0.5],
-        "epochs": 150,
-        "batch_size": 100,
-        "lr": 1e-3,
+        "budget": P.Budget(
+            seeds=20,
+            configs=6,
+            max_steps=8000,
+            eval_steps=72,
+            patience_steps=1800,
+            pool={"mnist1d": 14800},
+        ),
+        "dataset": "mnist1d",
+        "n_train": 3600,
+        "width": 256,
+        "hidden_rates": [0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75],
+        "input_rates": [0.0, 0.1, 0.2, 0.3],
     },
 }
 
 
-def trials(preset: str) -> list[Trial]:
-    """One trial per (net, hidden rate, input rate, seed) of ``preset``."""
-    p = PRESETS[preset]
-    out = []
-    for dataset, label, widths in p["nets"]:
-        for hidden in p["hidden_rates"]:
-            for inp in p["input_rates"]:
-                config = {
-                    "dataset": dataset,
-                    "net": label,
-                    "widths": list(widths),
-                    "hidden_rate": hidden,
-                    "input_rate": inp,
-                    "epochs": p["epochs"],
-                    "batch_size": p["batch_size"],
-                    "lr": p["lr"],
-                    "data_seed": 0,
-                }
-                out.extend(Trial("rate", config, seed, preset) for seed in p["seeds"])
-    return out
+def arm_name(hidden: float, inp: float) -> str:
+    return f"h{hidden:g}_i{inp:g}"
 
 
-def group_key(trial: Trial) -> str:
-    """All cells and seeds of one net train together (the rates are per member)."""
-    c = {k: v for k, v in trial.config.items() if k not in ("hidden_rate", "input_rate")}
-    return trial.preset + canonical_json(c)
-
-
-# -- the training ----------------------------------------------------------------------------
-
-
-def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
-    """Train every (cell, seed) of one net as the members of one batched ``fit``."""
-    from droplab import data as dl_data
-    from droplab.models import ModelSpec
-    from droplab.train import MemberConfig, TrainConfig, fit
-
-    c = group[0].config
-    ds = dl_data.load(c["dataset"], seed=c["data_seed"])
-    spec = ModelSpec("mlp", widths=tuple(c["widths"]))
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"])
-    members = [
-        MemberConfig(
-            seed=t.seed, input_rate=t.config["input_rate"], hidden_rate=t.config["hidden_rate"]
+def _arms(p: dict[str, Any]) -> dict[str, P.Arm]:
+    return {
+        arm_name(h, i): P.Arm(
+            arm_name(h, i),
+            f"hidden {h:g}, input {i:g}",
+            {**_TUNE, "hidden_rate": h, "input_rate": i},
         )
-        for t in group
-    ]
-    result = fit(spec, ds, members, cfg, device=device)
-    return [{"metrics": m.metrics, "curves": m.curves} for m in result.members]
+        for h in p["hidden_rates"]
+        for i in p["input_rates"]
+    }
 
+
+def pn_width(width: int, hidden: float) -> int:
+    """Srivastava's "pn fixed": the width whose expected kept units equal width / 2."""
+    return max(1, round(width / 2 / (1.0 - hidden)))
+
+
+def trials(preset: str, *, seed: int = 0) -> list[Trial]:
+    """The fixed-width grid and the "pn fixed" cells of ``preset``, root seed ``seed``."""
+    p = PRESETS[preset]
+    arms = _arms(p)
+    w, n = p["width"], p["n_train"]
+    cells = [P.Cell(p["dataset"], n, (w, w), tuple(arms))]
+    for h in p["hidden_rates"]:
+        pw = pn_width(w, h)
+        if pw != w:  # the same width is the fixed-width grid's cell
+            cells.append(P.Cell(p["dataset"], n, (pw, pw), (arm_name(h, 0.0),), "pn"))
+    return P.expand("rate", preset, seed, arms, cells, p["budget"])
+
+
+run_group = P.run_fit
 
 # -- the analysis ------------------------------------------------------------------------------
 
@@ -165,227 +140,164 @@ def penalty_coefficient(rate: float) -> float:
     return float(gaussian_sigma(1.0 - rate)) ** 2
 
 
-def _finished(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == "finished"].copy()
+def _grid(done: pd.DataFrame) -> pd.DataFrame:
+    return done[done["cell"] == ""]
 
 
-def _failed(frame: pd.DataFrame) -> list[str]:
-    """One line per trial that did not finish: its cell, seed, status and error."""
-    bad = frame[frame["status"] != "finished"]
-    out = []
-    for r in bad.to_dict("records"):
-        error = r.get("error")
-        out.append(
-            f"{r.get('dataset')}/{r.get('net')} hidden {r.get('hidden_rate')} input "
-            f"{r.get('input_rate')} seed {r.get('seed')}: {r.get('status')}"
-            + ("" if error is None or pd.isna(error) else f" {error}")
-        )
-    return out
-
-
-def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, net, hidden rate, input rate): mean test error (%) with its CI,
-    the paired difference to the net's best cell with its CI, and whether that CI reaches 0.
-
-    ``frame`` needs the columns ``dataset, net, hidden_rate, input_rate, seed, test_error``
-    (finished trials only). Seeds missing in a cell are dropped from its paired comparison.
-    """
+def profile(done: pd.DataFrame) -> pd.DataFrame:
+    """Mean test error (%) per cell (tuned) with its 95% t interval, fixed width and pn."""
     rows = []
-    for (dataset, net), g in frame.groupby(["dataset", "net"], sort=False):
-        errors = g.pivot_table(
-            index="seed", columns=["hidden_rate", "input_rate"], values="test_error"
-        )  # (seeds, cells), error as a fraction
-        means = errors.mean()
-        best = means.idxmin()
-        late = None  # fraction of seeds whose best-val epoch is in the last 10% of the budget
-        if {"best_epoch", "epochs"} <= set(g.columns):
-            g = g.assign(_late=(g["best_epoch"] > 0.9 * g["epochs"]).astype(float))
-            late = g.pivot_table(
-                index="seed", columns=["hidden_rate", "input_rate"], values="_late"
-            ).mean()
-        for cell in errors.columns:
-            m, lo, hi = mean_ci(errors[cell].to_numpy() * 100)
-            ok = errors[cell].notna() & errors[best].notna()  # complete pairs only
-            d, dlo, dhi = paired_ci(
-                errors.loc[ok, cell].to_numpy() * 100, errors.loc[ok, best].to_numpy() * 100
-            )
-            same = cell == best or (not math.isnan(dlo) and dlo <= 0.0)
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "net": net,
-                    "hidden_rate": cell[0],
-                    "input_rate": cell[1],
-                    "seeds": int(errors[cell].notna().sum()),
-                    "test_error_pct": m,
-                    "ci_lo": lo,
-                    "ci_hi": hi,
-                    "vs_best_pts": d,
-                    "vs_best_lo": dlo,
-                    "vs_best_hi": dhi,
-                    "best": cell == best,
-                    "indistinguishable_from_best": bool(same),
-                    "late_best_frac": late[cell] if late is not None else math.nan,
-                    "penalty_hidden": penalty_coefficient(cell[0]),
-                    "penalty_input": penalty_coefficient(cell[1]),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _heatmaps(table: pd.DataFrame) -> Any:
-    from droplab.report import style
-
-    nets = list(dict.fromkeys(zip(table["dataset"], table["net"])))
-    fig, axes = style.figure(ncols=len(nets), width=3.6 * len(nets), height=3.4)
-    axes = np.atleast_1d(axes)
-    for ax, (dataset, net) in zip(axes, nets):
-        t = table[(table["dataset"] == dataset) & (table["net"] == net)]
-        hidden = sorted(t["hidden_rate"].unique())
-        inputs = sorted(t["input_rate"].unique())
-        grid = t.pivot(index="hidden_rate", columns="input_rate", values="test_error_pct")
-        grid = grid.reindex(index=hidden, columns=inputs)
-        im = ax.imshow(grid.to_numpy(), cmap="viridis_r", origin="lower", aspect="auto")
-        mid = float(np.nanmean([np.nanmin(grid.to_numpy()), np.nanmax(grid.to_numpy())]))
-        for r in t.itertuples():
-            i, j = hidden.index(r.hidden_rate), inputs.index(r.input_rate)
-            mark = "*" if r.best else ("≈" if r.indistinguishable_from_best else "")
-            ax.text(
-                j,
-                i,
-                f"{r.test_error_pct:.1f}{mark}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                fontweight="bold" if r.best else "normal",
-                color="white" if r.test_error_pct > mid else "black",  # legible on dark cells
-            )
-        ax.set_xticks(range(len(inputs)), [f"{v:g}" for v in inputs])
-        ax.set_yticks(range(len(hidden)), [f"{v:g}" for v in hidden])
-        ax.set(
-            xlabel="input rate P(drop)",
-            ylabel="hidden rate P(drop)",
-            title=f"{dataset} {net}: test error (%)",
+    for (label, arm), g in done.groupby(["cell", "arm"], sort=True):
+        t = P.tuned(g, [arm])
+        m, lo, hi = mean_ci(t["test_error"].to_numpy(float) * 100)
+        rows.append(
+            {
+                "variant": "pn fixed" if label == "pn" else "fixed width",
+                "hidden_rate": float(t["hidden_rate"].iloc[0]),
+                "input_rate": float(t["input_rate"].iloc[0]),
+                "width": int(t["widths"].iloc[0][0]),
+                "test_error": m,
+                "ci_low": lo,
+                "ci_high": hi,
+                "val_error": float(t["val_error"].mean() * 100),
+                "seeds": len(t),
+            }
         )
-        ax.grid(False)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle("* best cell;  ≈ not significantly worse than it (paired 95% CI over seeds)")
-    return fig
+    return pd.DataFrame(rows).sort_values(["variant", "input_rate", "hidden_rate"])
 
 
-def _hidden_curves(table: pd.DataFrame) -> Any:
-    """Test error vs hidden rate at each net's best input rate, with 95% CI bands."""
+def _contrasts(done: pd.DataFrame, roots) -> tuple[list[Contrast], pd.DataFrame]:
+    grid = _grid(done)
+    note = arm_name(*NOTE_CELL)
+    err = {
+        "metric": "test_error",
+        "unit": "points",
+        "margin": 1.0,
+        "scale": 100.0,
+        "root_seeds": roots,
+    }
+    best = P.tuned(grid, sorted(grid["arm"].unique()), name="validation-best")
+    tuned_note = P.tuned(grid, [note])
+    out = [
+        compare(
+            "note_vs_best",
+            *P.paired(tuned_note, best, "test_error"),
+            primary=True,
+            description="the note's rates (hidden 0.5, input 0.2) − the validation-best rates, test error",
+            **err,
+        )
+    ]
+    for arm in sorted(grid["arm"].unique()):
+        if arm == note:
+            continue
+        out.append(
+            compare(
+                f"{arm}_vs_note",
+                *P.paired(P.tuned(grid, [arm]), tuned_note, "test_error"),
+                description=f"{arm.replace('h', 'hidden ').replace('_i', ', input ')} − the note's rates, test error",
+                **err,
+            )
+        )
+    pn = done[done["cell"] == "pn"]
+    for arm in sorted(pn["arm"].unique()):
+        width = int(pn.loc[pn["arm"] == arm, "widths"].iloc[0][0])
+        out.append(
+            compare(
+                f"pn_{arm}",
+                *P.paired(P.tuned(pn, [arm]), P.tuned(grid, [arm]), "test_error"),
+                description=f"pn fixed (width {width}) − fixed width, {arm.replace('h', 'hidden ').replace('_i', ', input ')}, test error",
+                **err,
+            )
+        )
+    return adjust(out), best
+
+
+def _answer(primary: Contrast, best: pd.DataFrame) -> str:
+    h = mean_ci(best["hidden_rate"].to_numpy(float))
+    i = mean_ci(best["input_rate"].to_numpy(float))
+    picks = f"validation picks hidden {h[0]:.2f} [{h[1]:.2f}, {h[2]:.2f}], input {i[0]:.2f} [{i[1]:.2f}, {i[2]:.2f}]"
+    d = primary
+    ci = f"{d.estimate:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}] points"
+    if d.call == "equivalent":
+        return f"Yes within ±{d.margin:g} point: the note's rates match the validation-best rates ({ci}); {picks}."
+    if d.call == "raises":
+        return f"No: the note's rates give higher test error than the validation-best rates ({ci}); {picks}."
+    if d.call == "lowers":
+        return f"The note's rates beat the validation-selected ones on test ({ci}); {picks}."
+    return f"Inconclusive: the note's rates vs the validation-best rates differ by {ci} (detectable: {d.mde:.1f}); {picks}."
+
+
+def _figure(prof: pd.DataFrame) -> dict[str, Any]:
     from droplab.report import style
 
-    fig, ax = style.figure(width=5.2, height=3.4)
-    for i, ((dataset, net), t) in enumerate(table.groupby(["dataset", "net"], sort=False)):
-        best_input = t.loc[t["best"], "input_rate"].iloc[0]
-        t = t[t["input_rate"] == best_input].sort_values("hidden_rate")
+    fig, ax = style.figure(width=6.0, height=3.8)
+    k = 0
+    for (variant, inp), t in prof.groupby(["variant", "input_rate"], sort=True):
+        t = t.sort_values("hidden_rate")
         style.band(
             ax,
             t["hidden_rate"],
-            t["test_error_pct"],
-            t["ci_lo"],
-            t["ci_hi"],
-            color=style.color(i),
-            label=f"{dataset} {net} (input {best_input:g})",
+            t["test_error"],
+            t["ci_low"],
+            t["ci_high"],
+            color=style.color(k),
+            label=f"{variant}, input {inp:g}",
         )
-    ax.set(xlabel="hidden rate P(drop)", ylabel="test error (%)")
-    ax.legend()
-    return fig
+        k += 1
+    ax.axvline(NOTE_CELL[0], color="black", linewidth=0.8, linestyle=":")
+    ax.set(
+        xlabel="hidden dropout rate",
+        ylabel="test error (%)",
+        title="test error over the rate (each cell tuned), 95% CI",
+    )
+    ax.legend(fontsize=8)
+    return {"profile": fig}
 
 
 def analyze(frame: pd.DataFrame) -> Findings:
-    """The best cell per net, the note's cell against it, and the error surfaces."""
-    done = _finished(frame)
-    failed = _failed(frame)
+    """The rate profile, the validation-best rates, the note's cell against them."""
+    done = frame[frame["status"] == "finished"] if len(frame) else frame
+    failed = P.failed_lines(frame) if len(frame) else []
+    stale: list[str] = []
+    if not done.empty:
+        done, stale = P.current(done, PRESETS[str(done["preset"].iloc[0])]["budget"])
     if done.empty:
         return Findings("rate", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed)
-    table = cell_table(done)
-    parts, inside, nets, best_hidden = [], 0, 0, []
-    key_number = ""
-    for (dataset, net), t in table.groupby(["dataset", "net"], sort=False):
-        nets += 1
-        b = t[t["best"]].iloc[0]
-        best_hidden.append(b.hidden_rate)
-        text = (
-            f"{dataset} {net}: best hidden {b.hidden_rate:g} / input {b.input_rate:g} at "
-            f"{b.test_error_pct:.1f}% [{b.ci_lo:.1f}, {b.ci_hi:.1f}]"
-        )
-        note = t[(t["hidden_rate"] == NOTE_CELL[0]) & (t["input_rate"] == NOTE_CELL[1])]
-        if len(note):
-            n = note.iloc[0]
-            ok = bool(n.indistinguishable_from_best)
-            inside += ok
-            diff = fmt_ci(n.vs_best_pts, n.vs_best_lo, n.vs_best_hi, digits=1)
-            text += (
-                f"; (0.5, 0.2) {'is indistinguishable' if ok else 'is significantly worse'} "
-                f"({n.test_error_pct:.1f}%, {diff} pts)"
-            )
-        parts.append(text)
-    n_note = int(
-        table.loc[
-            (table["hidden_rate"] == NOTE_CELL[0]) & (table["input_rate"] == NOTE_CELL[1])
-        ].shape[0]
-    )
-    hidden = sorted(set(best_hidden))
-    if n_note:
-        key_number = f"(0.5, 0.2) indistinguishable from the best cell in {inside} of {n_note} nets"
-    lead = (
-        f"The note's (hidden 0.5, input 0.2) is statistically indistinguishable from the best "
-        f"cell in {inside} of {n_note} nets"
-        if n_note
-        else "The grid does not contain the note's (hidden 0.5, input 0.2)"
-    )
-    verdict = (
-        f"{lead}; the best hidden rate is {', '.join(f'{h:g}' for h in hidden)} across "
-        f"{nets} net{'s' if nets > 1 else ''} ({'; '.join(parts)}). Theory: the inverted "
-        f"penalty (1-keep)/keep grows monotonically with the rate "
-        f"({', '.join(f'{penalty_coefficient(r):.2f}' for r in sorted(table['hidden_rate'].unique()))}"
-        f" at hidden rates {', '.join(f'{r:g}' for r in sorted(table['hidden_rate'].unique()))}), "
-        "so no rate is special: the best one is the regularization strength the net needs."
-    )
-    if table["late_best_frac"].notna().any():
-        late = table[table["late_best_frac"] >= 0.5]
-        verdict += (
-            f" Caveat: {len(late)} of {len(table)} cells (mean hidden rate "
-            f"{late['hidden_rate'].mean() if len(late) else float('nan'):.2f} vs "
-            f"{table['hidden_rate'].mean():.2f} overall) reached their best validation loss in "
-            "the last 10% of the epoch budget for most seeds, so a longer budget may favour "
-            "higher rates."
-        )
-    seeds = sorted(done["seed"].unique())
-    epochs = sorted(done["epochs"].unique()) if "epochs" in done else []
+    roots = P.root_seeds(done)
+    contrasts, best = _contrasts(done, roots)
+    prof = profile(done)
+    picks = best["arm_selected"].value_counts().rename_axis("cell").reset_index(name="replicates")
+    answer = _answer(contrasts[0], best)
+    lines = [f"{c.description}: {c.short()}" for c in contrasts]
+    grid = _grid(done)
     method = (
-        f"Data: {', '.join(sorted(done['dataset'].unique()))} (droplab.data, fixed split "
-        f"data_seed 0). Models: MLPs (ReLU) of widths "
-        f"{'; '.join(sorted({f'{n}={tuple(w)}' for n, w in zip(done['net'], done['widths'])}))}"
-        f", inverted Bernoulli dropout on the input and after every hidden layer. Training: "
-        f"Adam, cross-entropy, {', '.join(str(e) for e in epochs)} epochs, weights of the "
-        f"lowest-validation-loss epoch; test error with weight scaling. Seeds: {len(seeds)} "
-        f"({', '.join(str(s) for s in seeds)}), shared by all cells of a net (same split, "
-        "initialization and batch order). CIs: 95% Student-t over seeds for a cell's mean; "
-        "the difference to the best cell is paired by seed (95% paired t CI); "
-        "'indistinguishable' = that CI reaches 0 (uncorrected for the number of cells, and "
-        "the best cell is selected on the same data)."
+        f"{done['dataset'].iloc[0]}, n={int(done['n_train'].iloc[0])}, a fresh data draw per "
+        f"replicate; MLP {tuple(grid['widths'].iloc[0])}; {contrasts[0].n_seeds} replicates, "
+        f"root seeds {', '.join(map(str, roots))}. Every cell tuned with "
+        f"{int(grid['config'].max()) + 1} quasi-random configurations (learning rate, AdamW "
+        f"weight decay, max-norm), early stopping on validation error, the configuration "
+        f"with the lowest validation error kept; the validation-best cell is chosen per "
+        f"replicate among {grid['arm'].nunique()} cells. pn fixed: hidden width "
+        f"= {int(grid['widths'].iloc[0][0]) // 2} / keep, input rate 0. CIs: 95% paired t over "
+        f"replicates; calls per docs/statistics.md (±1 point; secondary contrasts Holm-adjusted)."
     )
     return Findings(
         study="rate",
         question=QUESTION,
-        verdict=verdict,
-        key_number=key_number,
-        table=table,
-        figures={"error_surface": _heatmaps(table), "hidden_rate": _hidden_curves(table)},
+        verdict=answer + " " + "; ".join(lines[1:]) + ".",
+        key_number=contrasts[0].short(),
+        table=pd.DataFrame([c.to_dict() for c in contrasts]),
+        figures=_figure(prof),
         method=method,
+        extra_tables={
+            "test error over the rates (%)": prof.round(3),
+            "validation-best cell per replicate": picks,
+        },
         failed=failed,
-        references=[
-            "Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov (2014). Dropout: a "
-            "simple way to prevent neural networks from overfitting. JMLR 15.",
-            "Wager, Wang & Liang (2013). Dropout training as adaptive regularization. NeurIPS.",
-            "Wei, Kakade & Ma (2020). The implicit and explicit regularization effects of "
-            "dropout. ICML.",
-            "Greydanus (2020). Scaling down deep learning (MNIST-1D). arXiv:2011.14439.",
-        ],
+        references=["srivastava2014", "wager2013"],
+        answer=answer,
+        contrasts=contrasts,
+        notes=P.cap_note(done, "rate") + stale,
     )
 
 
@@ -395,9 +307,11 @@ STUDY = Study(
     trials=trials,
     run_group=run_group,
     analyze=analyze,
-    group_key=group_key,
+    group_key=P.group_key,
     description=(
-        "Grid of hidden x input dropout rate on MNIST-1D MLPs of three widths and a digits "
-        "MLP; best cell with CI, the set of cells indistinguishable from it (paired by seed)."
+        "Hidden x input rate grid, every cell tuned with the same budget on fresh data per "
+        "replicate, plus Srivastava's pn-fixed widths: the validation-best rates with CIs "
+        "and the note's (0.5, 0.2) against them."
     ),
+    seeded=True,
 )

@@ -1,0 +1,486 @@
+"""The experimental protocol of every study: tuned arms, resampled data, trained to
+convergence, selected on validation (docs/statistics.md has the statistics).
+
+A study on the protocol declares
+
+- **arms**, each an :class:`Arm` with a search space (log-uniform learning rate,
+  decoupled weight decay, max-norm on/off and its c, the arm's own dropout rates);
+- **cells**, the (dataset, training-set size, widths) where arms are trained, and which
+  arms train in each;
+- a :class:`Budget`: replicates (seeds), configurations per arm (the same for every arm),
+  the step cap, the evaluation interval and the patience.
+
+and the protocol does the rest:
+
+1. **Seeds resample everything random.** Replicate i of root seed r has the trial seed
+   ``derive(r, "replicate", i)``; from it come the data draw (MNIST-1D: a fresh
+   ``make_dataset`` draw, test set included; digits: a fresh test split), the validation
+   split, the training subset, and the members' initialization, batch order and masks.
+   All arms of one replicate share them (common random numbers), so arms are compared
+   paired by seed. ``droplab run --seed r`` is an independent replication.
+2. **Equal search budgets.** Each (replicate, cell, arm) draws ``Budget.configs``
+   configurations of its space from a scrambled Halton sequence seeded by the
+   replicate; the first k points of the sequence are themselves a k-point search, so an
+   arm with more configurations can be cut to a smaller budget for a fair comparison
+   (:func:`tuned` with ``configs=``).
+3. **Trained to convergence.** AdamW, a cap of ``max_steps`` optimizer steps at every
+   training-set size, evaluation on the validation split every ``eval_steps`` steps,
+   early stopping after ``patience_steps`` without a better validation error; each member
+   keeps its best-validation weights, retired members cost nothing more.
+4. **Selected on validation only.** Per (replicate, cell, arm) the configuration with the
+   lowest validation error (ties: lower validation NLL, then the earlier configuration)
+   is the arm's result; the test set is never looked at for a choice.
+
+All arms and configurations of one (cell, replicate) train as the members of one batched
+``droplab.train.fit``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from droplab import rng
+from droplab.store import canonical_json
+from droplab.studies.base import Trial
+
+__all__ = [
+    "Arm",
+    "Budget",
+    "Cell",
+    "Choice",
+    "LogUniform",
+    "MaybeOff",
+    "Uniform",
+    "cap_note",
+    "draw",
+    "expand",
+    "failed_lines",
+    "group_key",
+    "load_data",
+    "replicate_seed",
+    "run_fit",
+    "tuned",
+]
+
+#: prefix of a user's --model/--data reference in a config
+USER = "user:"
+
+# -- search spaces ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """``exp(U(log lo, log hi))``."""
+
+    lo: float
+    hi: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lo <= self.hi:
+            raise ValueError(f"LogUniform needs 0 < lo <= hi, got ({self.lo}, {self.hi})")
+
+    def at(self, u: float) -> float:
+        return float(math.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo))))
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """``U(lo, hi)``."""
+
+    lo: float
+    hi: float
+
+    def __post_init__(self) -> None:
+        if not self.lo <= self.hi:
+            raise ValueError(f"Uniform needs lo <= hi, got ({self.lo}, {self.hi})")
+
+    def at(self, u: float) -> float:
+        return float(self.lo + u * (self.hi - self.lo))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``, equally likely."""
+
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise ValueError("Choice needs at least one value")
+
+    def at(self, u: float) -> Any:
+        return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+
+
+@dataclass(frozen=True)
+class MaybeOff:
+    """None (off) with probability ``1 - p_on``, else a value of ``dim`` (e.g. max-norm)."""
+
+    dim: LogUniform | Uniform
+    p_on: float = 0.5
+
+    def at(self, u: float) -> float | None:
+        if u >= self.p_on:
+            return None
+        return self.dim.at(u / self.p_on)
+
+
+Dim = LogUniform | Uniform | Choice | MaybeOff
+
+
+def draw(space: Mapping[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` configurations of ``space`` (name -> dimension or fixed value) from a scrambled
+    Halton sequence seeded by ``seed``; the first k of them are a k-point search.
+
+    Floats are rounded to 4 significant digits (stored configs stay readable).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (configurations) must be an int >= 1, got {n!r}")
+    dims = [k for k, v in space.items() if isinstance(v, (LogUniform, Uniform, Choice, MaybeOff))]
+    if dims:
+        from scipy.stats import qmc
+
+        points = qmc.Halton(d=len(dims), scramble=True, seed=rng.numpy_rng(seed, "halton"))
+        u = points.random(n)  # (n, d) in [0, 1)
+    else:
+        u = np.zeros((n, 0))
+    out = []
+    for i in range(n):
+        config = {}
+        for k, v in space.items():
+            value = v.at(float(u[i, dims.index(k)])) if k in dims else v
+            config[k] = float(f"{value:.4g}") if isinstance(value, float) else value
+        out.append(config)
+    return out
+
+
+# -- the design ------------------------------------------------------------------------------
+
+#: hyperparameters the trainer takes per member (everything else in a space is an error)
+MEMBER_KEYS = ("lr", "weight_decay", "max_norm", "input_rate", "hidden_rate")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: a name, a label for readers, and its search space.
+
+    ``space`` maps each of ``lr, weight_decay, max_norm, input_rate, hidden_rate`` to a
+    dimension (:class:`LogUniform`, :class:`Uniform`, :class:`Choice`, :class:`MaybeOff`)
+    or a fixed value; missing keys are 0 (rates, weight decay) or off (max-norm).
+    ``configs``: overrides :attr:`Budget.configs` (e.g. 1 for a fixed recipe, or a
+    multiple of it for an arm that stands for several arms of the same budget).
+    """
+
+    name: str
+    label: str
+    space: Mapping[str, Any]
+    configs: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.space) - set(MEMBER_KEYS))
+        if unknown:
+            raise ValueError(
+                f"arm {self.name!r}: unknown hyperparameter {unknown[0]!r}; "
+                f"valid: {', '.join(MEMBER_KEYS)}"
+            )
+        if "lr" not in self.space:
+            raise ValueError(f"arm {self.name!r}: the space needs an 'lr'")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where arms are compared: ``dataset`` at training-set size ``n_train`` with an MLP of
+    hidden ``widths``; ``arms`` names the arms trained here. ``label`` tells cells of the
+    same size apart (e.g. a width variant)."""
+
+    dataset: str
+    n_train: int
+    widths: tuple[int, ...]
+    arms: tuple[str, ...]
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Replicates, configurations per arm and the training cap of a preset.
+
+    ``max_steps``, ``eval_steps`` and ``patience_steps`` are optimizer steps (batches), so
+    every training-set size gets the same budget; they become epochs per size.
+    """
+
+    seeds: int
+    configs: int
+    max_steps: int
+    eval_steps: int
+    patience_steps: int
+    batch_size: int = 100
+    pool: Mapping[str, int] = field(default_factory=dict)  # dataset -> train+val pool drawn
+
+
+def replicate_seed(root_seed: int, i: int) -> int:
+    """The trial seed of replicate ``i`` of root seed ``root_seed``."""
+    return rng.derive(int(root_seed), "replicate", int(i))
+
+
+def expand(
+    study: str,
+    preset: str,
+    root_seed: int,
+    arms: Mapping[str, Arm],
+    cells: Sequence[Cell],
+    budget: Budget,
+) -> list[Trial]:
+    """The trials: replicate x cell x arm x configuration.
+
+    Config keys: ``dataset, n_train, widths, cell, arm, config`` (index in the arm's
+    search), the member hyperparameters, the training recipe (``max_steps, eval_steps,
+    patience_steps, batch_size, pool``), ``root_seed`` and ``replicate``.
+    """
+    out = []
+    for i in range(budget.seeds):
+        seed = replicate_seed(root_seed, i)
+        for cell in cells:
+            for name in cell.arms:
+                arm = arms[name]
+                n = budget.configs if arm.configs is None else arm.configs
+                search = draw(arm.space, n, rng.derive(seed, "search", name, cell.n_train))
+                for j, hp in enumerate(search):
+                    config = {
+                        "dataset": cell.dataset,
+                        "n_train": cell.n_train,
+                        "widths": list(cell.widths),
+                        "cell": cell.label,
+                        "arm": name,
+                        "config": j,
+                        **{k: hp.get(k, None if k == "max_norm" else 0.0) for k in MEMBER_KEYS},
+                        "max_steps": budget.max_steps,
+                        "eval_steps": budget.eval_steps,
+                        "patience_steps": budget.patience_steps,
+                        "batch_size": budget.batch_size,
+                        "pool": budget.pool.get(cell.dataset),
+                        "root_seed": int(root_seed),
+                        "replicate": i,
+                    }
+                    out.append(Trial(study, config, seed, preset))
+    return out
+
+
+def group_key(trial: Trial) -> Hashable:
+    """All arms and configurations of one (cell, replicate) train as one fit."""
+    c = {k: v for k, v in trial.config.items() if k not in ("arm", "config", *MEMBER_KEYS)}
+    return (trial.preset, trial.seed, canonical_json(c))
+
+
+# -- the data --------------------------------------------------------------------------------
+
+
+def load_data(dataset: str, seed: int, n_train: int, pool: int | None) -> Any:
+    """The dataset of replicate ``seed``, cut to ``n_train`` training points.
+
+    ``mnist1d``: a fresh draw of the generator (``generation_seed`` from the seed) with
+    ``pool`` signals for train + validation (400 of them validation) and 1000 test signals;
+    ``digits``: a fresh stratified test split (20%). Then the validation split (by
+    ``seed``) and a stratified training subset (by ``seed``); standardization is fitted
+    on the training subset only. Every size of one replicate is a subset of the same draw.
+    """
+    from droplab import data as dl_data
+
+    if dataset.startswith(USER):
+        from droplab.studies.base import load_user_data
+
+        ds = load_user_data(dataset[len(USER) :], rng.derive(seed, "split") % 2**31)
+    elif dataset == "mnist1d":
+        pool = 4000 if pool is None else int(pool)
+        n_test = 1000
+        total = pool + n_test
+        ds = dl_data.load(
+            "mnist1d",
+            seed=rng.derive(seed, "split"),
+            generation_seed=rng.derive(seed, "data") % 2**32,
+            num_samples=total,
+            train_split=(pool + 0.5) / total,  # int(total * split) == pool exactly
+            n_val=400,
+        )
+    elif dataset == "digits":
+        ds = dl_data.load(
+            "digits", seed=rng.derive(seed, "split"), test_seed=rng.derive(seed, "test")
+        )
+    else:
+        raise ValueError(f"dataset must be 'mnist1d', 'digits' or 'user:...', got {dataset!r}")
+    if n_train > len(ds.y_train):
+        raise ValueError(
+            f"n_train={n_train} but this {dataset} draw has {len(ds.y_train)} training points"
+        )
+    return ds.subset(n_train, seed=rng.derive(seed, "subset"))
+
+
+# -- the training ----------------------------------------------------------------------------
+
+
+def recipe(c: Mapping[str, Any]) -> dict[str, int]:
+    """Epochs, evaluation interval and patience (in evaluations) of a cell's step budget."""
+    per_epoch = max(1, math.ceil(c["n_train"] / c["batch_size"]))
+    eval_every = max(1, round(c["eval_steps"] / per_epoch))
+    epochs = max(eval_every, math.ceil(c["max_steps"] / per_epoch))
+    patience = max(1, round(c["patience_steps"] / (eval_every * per_epoch)))
+    return {"epochs": epochs, "eval_every": eval_every, "patience": patience}
+
+
+def run_fit(group: list[Trial], device: str) -> list[dict[str, Any]]:
+    """Train one (cell, replicate): every arm and configuration as a member of one fit.
+
+    Returns per trial the metrics at its best-validation-error epoch (all splits, on the
+    selected weights) and its validation curves.
+    """
+    from droplab.models import ModelSpec
+    from droplab.train import MemberConfig, TrainConfig, fit
+
+    c = group[0].config
+    ds = load_data(c["dataset"], group[0].seed, c["n_train"], c.get("pool"))
+    r = recipe(c)
+    cfg = TrainConfig(
+        epochs=r["epochs"],
+        batch_size=c["batch_size"],
+        optimizer="adamw",
+        eval_every=r["eval_every"],
+        patience=r["patience"],
+        select="val_acc",
+        curve_splits=("val",),
+    )
+    members = [
+        MemberConfig(
+            seed=t.seed,
+            input_rate=t.config["input_rate"],
+            hidden_rate=t.config["hidden_rate"],
+            lr=t.config["lr"],
+            weight_decay=t.config["weight_decay"],
+            max_norm=t.config["max_norm"],
+        )
+        for t in group
+    ]
+    if str(c.get("model", "mlp")).startswith(USER):
+        from droplab.studies.base import load_user_model
+
+        model: Any = load_user_model(c["model"][len(USER) :], ds)
+    else:
+        model = ModelSpec("mlp", widths=tuple(c["widths"]))
+    result = fit(model, ds, members, cfg, device=device)
+    out = []
+    for m in result.members:
+        metrics = dict(m.metrics)
+        metrics["epochs_cap"] = float(r["epochs"])
+        if not math.isfinite(metrics.get("val_loss", math.nan)):
+            # a diverged member: its error still counts (it was a configuration of the
+            # search), but its loss is not stored as a number
+            metrics["diverged"] = 1.0
+        out.append({"metrics": metrics, "curves": m.curves})
+    return out
+
+
+# -- the analysis ----------------------------------------------------------------------------
+
+#: the columns that identify a cell in a study's frame
+CELL_COLUMNS = ("dataset", "n_train", "widths", "cell")
+
+
+def tuned(
+    done: pd.DataFrame, arms: Sequence[str], *, configs: int | None = None, name: str = ""
+) -> pd.DataFrame:
+    """The validation-selected result of ``arms`` (pooled into one search: e.g. all dropout
+    placements) per (cell, replicate): one row per (cell, seed), the chosen trial's row.
+
+    ``configs``: use only each arm's first ``configs`` configurations (a smaller, equal
+    budget). Selection: lowest ``val_error``, then lowest ``val_loss``, then the earlier
+    configuration. The returned rows get ``arm_selected`` (the chosen arm) and ``arm``
+    set to ``name`` (or the single arm's name).
+    """
+    rows = done[done["arm"].isin(list(arms))]
+    if configs is not None:
+        rows = rows[rows["config"] < configs]
+    if rows.empty:
+        return rows.assign(arm_selected=pd.Series(dtype=object))
+    val_loss = rows["val_loss"].where(np.isfinite(rows["val_loss"]), np.inf)
+    order = rows.assign(_vl=val_loss).sort_values(
+        ["val_error", "_vl", "arm", "config"], kind="stable"
+    )
+    keys = [*CELL_COLUMNS, "seed"]
+    best = order.groupby(keys, sort=False, dropna=False).head(1).drop(columns="_vl")
+    return best.assign(arm_selected=best["arm"], arm=name or (arms[0] if len(arms) == 1 else ""))
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values of ``column`` of two tuned frames (one cell each) for their common seeds, in
+    seed order: (a, b) of shape (n,)."""
+    x = a.set_index("seed")[column]
+    y = b.set_index("seed")[column]
+    common = sorted(set(x.index) & set(y.index))
+    return x.loc[common].to_numpy(float), y.loc[common].to_numpy(float)
+
+
+RECIPE = ("max_steps", "eval_steps", "patience_steps", "batch_size")
+
+
+def current(done: pd.DataFrame, budget: Budget) -> tuple[pd.DataFrame, list[str]]:
+    """The rows trained with ``budget``'s recipe, and a note on rows of other recipes
+    left in the store (an older version of the study): they are never mixed in."""
+    if done.empty:
+        return done, []
+    keep = pd.Series(True, index=done.index)
+    for key in RECIPE:
+        if key not in done:
+            keep &= False
+            continue
+        keep &= done[key] == getattr(budget, key)
+    if "replicate" not in done:
+        keep &= False
+    else:
+        keep &= done["replicate"].notna()
+    left = int((~keep).sum())
+    note = (
+        [
+            f"{left} finished trials of another recipe (an older version of the study) are "
+            "in the store and were left out"
+        ]
+        if left
+        else []
+    )
+    return done[keep], note
+
+
+def cap_note(done: pd.DataFrame, what: str) -> list[str]:
+    """A note when more than 10% of members trained to the step cap without converging."""
+    if "capped" not in done or done.empty:
+        return []
+    share = float(done["capped"].mean())
+    if share <= 0.10:
+        return []
+    return [
+        f"{share:.0%} of {what}'s {len(done)} members reached the step cap before early "
+        "stopping: some arms may not have converged"
+    ]
+
+
+def failed_lines(frame: pd.DataFrame) -> list[str]:
+    """One line per trial that did not finish (for the command line)."""
+    out = []
+    for r in frame[frame["status"] != "finished"].to_dict("records"):
+        error = r.get("error")
+        last = str(error).strip().splitlines()[-1] if isinstance(error, str) and error else ""
+        out.append(
+            f"{r.get('dataset')} n={r.get('n_train')} {r.get('arm')} config {r.get('config')} "
+            f"seed {r.get('seed')}: {r.get('status')} {last}".strip()
+        )
+    return out
+
+
+def root_seeds(done: pd.DataFrame) -> tuple[int, ...]:
+    """The root seeds whose trials are in ``done``."""
+    if "root_seed" not in done or done.empty:
+        return ()
+    return tuple(sorted(int(s) for s in done["root_seed"].dropna().unique()))
