@@ -72,7 +72,7 @@ def test_two_code_versions_are_warned_about(tmp_path):
         assert "code versions 7554208c1f0e (2 trials), e81f21d0aa00 (1 trial)" in text
         assert "; 1 torch thread." in text
         assert "from 2 code versions, so these numbers are " + WARNING in text
-    assert '<p class="mixed">' in page
+    assert '<div class="notes" role="note">' in page
 
 
 def test_two_thread_counts_are_warned_about(tmp_path):

@@ -5,6 +5,7 @@
     >>> render("droplab-results/results.db", "droplab-results/report")  # doctest: +SKIP
     PosixPath('/.../droplab-results/report/index.html')
 
+``droplab.report.findings_md.write_findings`` writes a Markdown findings file from a store.
 ``droplab.report.style`` is the shared figure style every study uses for its figures;
 ``droplab.report.references`` the bibliography studies cite from.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 from droplab.report import references, style
+from droplab.report.findings_md import write_findings
 from droplab.report.render import render
 
-__all__ = ["references", "render", "style"]
+__all__ = ["references", "render", "style", "write_findings"]
