@@ -129,12 +129,14 @@ def provenance(done: pd.DataFrame) -> tuple[str, str]:
 
 
 def root_seeds(done: pd.DataFrame) -> list[int]:
-    """The root seeds (``--seed`` values; the store's ``root_seed`` column where there is
-    one, else ``seed``) of the finished trials ``done``, sorted."""
-    column = "root_seed" if "root_seed" in done.columns else "seed"
-    if column not in done.columns:
+    """The root seeds (``droplab run --seed`` values) of the finished trials ``done``,
+    sorted: the ``root_seed`` config column, where a trial has none root seed 0 (a study
+    run without ``--seed``, or stored before the option existed)."""
+    if done.empty:
         return []
-    return sorted({int(s) for s in done[column] if present(s)})
+    if "root_seed" not in done.columns:
+        return [0]
+    return sorted({int(s) if present(s) else 0 for s in done["root_seed"]})
 
 
 def seeds_text(seeds: list[int]) -> str:
