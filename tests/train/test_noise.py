@@ -150,3 +150,23 @@ def test_inplace_relu_dropout_matches_composition():
     a.advance()
     y3 = relu_dropout(leaf, a, 0, inplace=True)
     assert y3.data_ptr() != leaf.data_ptr() and torch.equal(leaf, z0.detach())
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_subset_keeps_each_members_stream(backend):
+    """After some passes, ``subset`` of members 3 and 1 draws exactly the masks those
+    members draw in the full batch (same counter; on torch the same generators)."""
+    x = torch.randn(4, 30, 7)
+    full, part = _noise(backend), _noise(backend)
+    for _ in range(3):
+        full.advance()
+        part.advance()
+        batched_dropout(x, full, 0)
+        batched_dropout(x, part, 0)
+    part = part.subset([3, 1])
+    assert part.K == 2 and part.rates == [[RATES[3], RATES[1]]] and part.counter == 3
+    for _ in range(2):
+        full.advance()
+        part.advance()
+        yf, yp = batched_dropout(x, full, 0), batched_dropout(x[[3, 1]], part, 0)
+        assert torch.equal(yp, yf[[3, 1]])

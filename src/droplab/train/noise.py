@@ -77,6 +77,7 @@ class MemberNoise:
         self.backend = "torch" if backend == "torch" or _kernels is None else "kernel"
         self.counter = 0
         self.K = len(seeds)
+        self.seeds, self.stream, self.dtype = list(seeds), stream, dtype
         self.device = torch.device(device)
         self.scaling = scaling
         self.gaussian = list(gaussian)
@@ -123,6 +124,28 @@ class MemberNoise:
                     ),
                 }
             )
+
+    def subset(self, keep: list[int]) -> MemberNoise:
+        """The noise of members ``keep`` only (indices into the current K, in that order):
+        each kept member keeps its seed, rates, variant and its stream position (the shared
+        ``counter``; on the torch backend its own ``torch.Generator`` object), so its masks
+        from here on are exactly those it would have drawn in the full batch."""
+        new = MemberNoise(
+            [self.seeds[k] for k in keep],
+            [[r[k] for k in keep] for r in self.rates],
+            [self.gaussian[k] for k in keep],
+            scaling=self.scaling,
+            device=self.device,
+            dtype=self.dtype,
+            spatial=self.spatial,
+            blocks=self.blocks,
+            stream=self.stream,
+            backend=self.backend,
+        )
+        new.counter = self.counter
+        if self.backend == "torch":
+            new.gens = [self.gens[k] for k in keep]  # the same generators, mid-stream
+        return new
 
     def advance(self) -> None:
         """Move to the next forward pass (fresh masks on the kernel backend)."""
