@@ -46,3 +46,22 @@ def test_cuda_generic_and_mc(tiny):
         device="cuda",
     )
     assert res.path == "fast" and "det_test_acc" in res.members[0].metrics
+
+
+def test_cuda_patience_retires_members(tiny):
+    """Retirement on CUDA: each member as when trained alone (tolerance: GEMM rounding
+    depends on K), its selected weights at its own index."""
+    from dataclasses import replace
+
+    members = [replace(m, lr=lr) for m, lr in zip(MEMBERS, (3e-2, 3e-4, 5e-2))]
+    cfg = TrainConfig(epochs=25, batch_size=32, patience=3, curve_splits=("val",))
+    batched = fit(ModelSpec("mlp", widths=(16, 12)), tiny, members, cfg, device="cuda")
+    stopped = [m.metrics["stopped_epoch"] for m in batched.members]
+    assert min(stopped) < max(stopped)
+    for k, m in enumerate(members):
+        alone = fit(ModelSpec("mlp", widths=(16, 12)), tiny, [m], cfg, device="cuda")
+        assert alone.members[0].metrics["stopped_epoch"] == stopped[k]
+        for a, b in zip(batched.module(k).parameters(), alone.module(0).parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        got = evaluate(batched.module(k), tiny.x_test, tiny.y_test)  # on CPU
+        assert got["nll"] == pytest.approx(batched.members[k].metrics["test_nll"], rel=1e-4)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 __all__ = ["MemberConfig", "TrainConfig"]
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTS = ("val_loss", "val_acc", "last")
 EVAL_MODES = ("deterministic", "mc")
+SPLITS = ("train", "val", "test")
 VARIANTS = ("bernoulli", "gaussian")  # the per-member variants of the fast MLP path
 
 
@@ -31,16 +32,32 @@ class TrainConfig:
         epochs: passes over the training set.
         batch_size: examples per step (the last batch of an epoch may be smaller).
         optimizer: ``"adam"`` (torch's Adam: ``weight_decay`` is *coupled* L2, added to
-            the gradient before the moment estimates) or ``"sgd"`` (with ``momentum``,
-            ``weight_decay`` as L2 added to the gradient).
+            the gradient before the moment estimates), ``"adamw"`` (torch's AdamW:
+            *decoupled* decay ``p <- p (1 - lr wd)``, then the Adam update without it;
+            amsgrad off) or ``"sgd"`` (with ``momentum``, ``weight_decay`` as L2 added to
+            the gradient).
         lr, momentum, betas, eps, nesterov: optimizer settings; ``lr`` and
             ``weight_decay`` can be overridden per member.
         weight_decay: L2 coefficient on all parameters (weights and biases).
         max_norm: max-norm constraint ``c`` on every hidden unit's incoming weights
             (Srivastava et al. 2014), applied after each step; None for none.
-        eval_every: evaluate train/val/test every this many epochs (and at the last).
+        eval_every: evaluate the ``curve_splits`` every this many epochs (and at the last).
         select: which epoch's weights a member keeps: lowest ``"val_loss"``, highest
             ``"val_acc"`` (classification), or the ``"last"``.
+        patience: None (train every member for ``epochs``) or an int >= 1: a member stops
+            once its selection score (``select``) has not improved for ``patience``
+            consecutive *evaluations* (not epochs: with ``eval_every=e`` that is
+            ``patience * e`` epochs); it keeps its selected weights. Stopped members leave
+            the stacked computation, so the others run at the speed of a smaller fit.
+            Needs ``select != "last"``. Every member's metrics get ``stopped_epoch`` (the
+            last epoch it trained) and ``capped`` (1.0 if the patience rule never fired,
+            so it trained all ``epochs``; 0.0 if it fired, also when at the last
+            evaluation).
+        curve_splits: the splits evaluated at every evaluation (they make the curves),
+            a subset of ``("train", "val", "test")``; must hold ``"val"`` unless
+            ``select="last"``. The final ``train_*``/``val_*``/``test_*`` metrics are
+            always those of each member's selected weights: a split that is not a curve
+            split is evaluated once at the end on them.
         eval_mode: ``"deterministic"`` (weight scaling; for classic scaling the
             keep-scaled activations) or ``"mc"`` (final metrics averaged over
             ``mc_samples`` dropout masks; the curves stay deterministic).
@@ -72,6 +89,8 @@ class TrainConfig:
     eval_batch: int = 8192
     train_eval_rows: int = 2048
     masks: str = "auto"
+    patience: int | None = None
+    curve_splits: tuple[str, ...] = SPLITS
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs, integer=True)
@@ -97,6 +116,24 @@ class TrainConfig:
             raise ValueError("eval_mode='mc' needs mc_samples >= 1, got 0")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.patience is not None:
+            _positive("patience", self.patience, integer=True)
+            if self.select == "last":
+                raise ValueError(
+                    "patience needs a selection score: select='last' with patience="
+                    f"{self.patience} is not allowed (use select='val_loss' or 'val_acc', "
+                    "or patience=None)"
+                )
+        cs = self.curve_splits
+        if isinstance(cs, str) or not isinstance(cs, (tuple, list)):
+            raise TypeError(f"curve_splits must be a tuple of split names, got {cs!r}")
+        if any(s not in SPLITS for s in cs) or len(set(cs)) != len(cs):
+            raise ValueError(f"curve_splits must be distinct names from {SPLITS}, got {cs!r}")
+        if "val" not in cs and self.select != "last":
+            raise ValueError(
+                f"curve_splits must contain 'val' for select={self.select!r}, got {cs!r}"
+            )
+        object.__setattr__(self, "curve_splits", tuple(cs))
 
 
 @dataclass(frozen=True)

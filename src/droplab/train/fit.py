@@ -43,10 +43,12 @@ class MemberResult:
 
     ``metrics``: ``{train,val,test}_{loss,acc,error,nll,ece}`` (classification) or
     ``{...}_{loss,rmse}`` (regression), ``gap`` (train_acc - test_acc; regression:
-    test_rmse - train_rmse), ``gap_loss`` (test_loss - train_loss), ``best_epoch``; with
-    ``eval_mode="mc"`` the split metrics are MC averages and the deterministic ones are kept
-    as ``det_*``. ``curves``: ``epoch`` and every split metric per evaluated epoch
-    (deterministic).
+    test_rmse - train_rmse), ``gap_loss`` (test_loss - train_loss), ``best_epoch``,
+    ``stopped_epoch`` (the last epoch trained: ``epochs`` unless patience stopped it) and
+    ``capped`` (1.0 if patience never stopped it, else 0.0); with ``eval_mode="mc"`` the
+    split metrics are MC averages and the deterministic ones are kept as ``det_*``.
+    ``curves``: ``epoch`` and every metric of the ``curve_splits`` per evaluated epoch
+    (deterministic), up to ``stopped_epoch``.
     """
 
     config: MemberConfig
@@ -62,7 +64,8 @@ class FitResult:
     seconds: float
     path: str  # "fast" or "generic"
     _module: Callable[[int], nn.Module] = field(repr=False)
-    # wall seconds: train_s, eval_s, train_last_epoch_s (the last epoch's training; fast path)
+    # wall seconds: train_s, eval_s, train_last_epoch_s (the last epoch's training; fast
+    # path); and member_steps: optimizer steps summed over members (both paths)
     timings: dict[str, float] = field(default_factory=dict)
 
     def module(self, k: int) -> nn.Module:
@@ -155,7 +158,7 @@ def _spec_factory(spec: ModelSpec, members: list[MemberConfig]):
 
 def _fit_fast(spec, data, members, cfg, device, extra_loss) -> FitResult:
     K = len(members)
-    tracker = Tracker(K, data.task, cfg.select)
+    tracker = Tracker(K, data.task, cfg.select, cfg.patience)
     timings: dict[str, float] = {}
     net, noise, best_W, best_b = fit_stacked(
         spec,
@@ -238,9 +241,17 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
         for s in ("train", "val", "test")
     }
     stride = train_eval_stride(n, cfg.train_eval_rows)
-    splits = {**full, "train": (x_tr[::stride], y_tr[::stride])}  # curves: evenly spaced rows
+    # curves: the curve splits, the train split on evenly spaced rows
+    splits = {s: full[s] for s in ("train", "val", "test") if s in cfg.curve_splits}
+    if "train" in splits:
+        splits["train"] = (x_tr[::stride], y_tr[::stride])
+    # evaluated once at the end on the selected weights: what the curves lack
+    final = [s for s in ("train", "val", "test") if s not in splits]
+    if "train" in splits and stride > 1:
+        final.insert(0, "train")
     fork_devices = [device] if device.type == "cuda" else []
     results, states = [], []
+    steps = 0
     for k, m in enumerate(members):
         kw = {
             "input_shape": tuple(data.input_shape),
@@ -248,7 +259,7 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
             "input_rate": m.input_rate,
             "hidden_rate": m.hidden_rate,
         }
-        tracker = Tracker(1, task, cfg.select)
+        tracker = Tracker(1, task, cfg.select, cfg.patience)
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(rng.derive(m.seed, "init"))
             net = factory(k, **kw).to(device)
@@ -271,6 +282,7 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
                     opt.step()
                     if c is not None:
                         max_norm_(net, c)
+                    steps += 1
                 if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                     net.eval()
                     res = {
@@ -279,11 +291,14 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
                     }
                     if bool(tracker.record(epoch, res)[0]):
                         best = copy.deepcopy(net.state_dict())
+                    if tracker.exhausted[0]:  # patience ran out: keep the selected weights
+                        break
             net.load_state_dict(best)
             net.eval()
-            if stride > 1:  # the selected epoch's train metrics on every row
-                r = _module_metrics(net, x_tr, y_tr, task, cfg.eval_batch)
-                tracker.override(0, {f"train_{name}": float(v[0]) for name, v in r.items()})
+            for s in final:
+                x, y = full[s]
+                r = _module_metrics(net, x, y, task, cfg.eval_batch)
+                tracker.override(0, {f"{s}_{name}": float(v[0]) for name, v in r.items()})
             extra = {}
             if cfg.eval_mode == "mc":
                 g = rng.generator(m.seed, "mc", device=device)
@@ -318,16 +333,15 @@ def _fit_generic(factory, data, members, cfg, device) -> FitResult:
         net.load_state_dict(states[k])
         return net
 
-    return FitResult(results, 0.0, "generic", module)
+    return FitResult(results, 0.0, "generic", module, {"member_steps": float(steps)})
 
 
 def _torch_optimizer(net: nn.Module, m: MemberConfig, cfg: TrainConfig):
     lr = cfg.lr if m.lr is None else m.lr
     wd = cfg.weight_decay if m.weight_decay is None else m.weight_decay
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(
-            net.parameters(), lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=wd
-        )
+    if cfg.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return cls(net.parameters(), lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=wd)
     return torch.optim.SGD(
         net.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=wd, nesterov=cfg.nesterov
     )

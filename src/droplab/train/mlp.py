@@ -342,14 +342,16 @@ def predict(
     samples: int = 0,
     chunk: int = 8192,
 ) -> torch.Tensor:
-    """Predictions of all K members on a shared input ``x`` (n, ...): class probabilities
-    (K, n, C) or regression outputs (K, n). With ``mc``, the average of ``samples``
-    stochastic forward passes (probabilities averaged)."""
+    """Predictions of the K members whose stacked weights are ``W``, ``b`` (K = ``W[0]``'s
+    first dim; ``rates_noise`` and ``mc`` must have the same K) on a shared input ``x``
+    (n, ...): class probabilities (K, n, C) or regression outputs (K, n). With ``mc``,
+    the average of ``samples`` stochastic forward passes (probabilities averaged)."""
+    K = W[0].shape[0]
     # rows per chunk: at most `chunk`, and at most ~32 M activation elements for all K
-    chunk = max(1, min(chunk, _EVAL_ELEMENTS // (net.K * net.row_numel())))
+    chunk = max(1, min(chunk, _EVAL_ELEMENTS // (K * net.row_numel())))
     outs = []
     for s in range(0, x.shape[0], chunk):
-        xc = x[s : s + chunk].unsqueeze(0).expand(net.K, *([-1] * x.dim()))  # (K, c, ...)
+        xc = x[s : s + chunk].unsqueeze(0).expand(K, *([-1] * x.dim()))  # (K, c, ...)
         if mc is None:
             o, _ = net.forward(xc, W, b, None, rates_noise)
             o = o.softmax(-1) if task == "classification" else o.squeeze(-1)
@@ -396,7 +398,24 @@ def fit_stacked(
     grads: str = "auto",
 ):
     """Train K members at once; returns the net, its noise and each member's selected
-    weights (stacked W, b). Metrics go to ``tracker``.
+    weights (stacked W, b, all K members in their original order). Metrics go to
+    ``tracker`` (``Tracker(K, ..., patience=cfg.patience)``).
+
+    Evaluations (every ``cfg.eval_every`` epochs and at the last) evaluate the
+    ``cfg.curve_splits``; splits that are not curve splits (and the train split on all
+    rows, where the curves use a subset) are evaluated once at the end on the selected
+    weights. With ``cfg.patience``, the members whose patience ran out at an evaluation
+    before the last epoch retire: their selected weights are set aside and their rows
+    leave every stacked tensor (weights ``(K', ...)``, optimizer state, rates, masks
+    streams, data orders), so the next epochs cost what a fit of the K' remaining
+    members costs. Retirement changes nothing else for the remaining members: they keep
+    their streams, moments and step counts (their numbers agree with a fit without the
+    retirement to float tolerance: a batched GEMM's rounding may depend on K).
+    ``extra_loss`` then sees the K' training members.
+
+    ``timings``: adds ``train_s``, ``eval_s``, ``train_last_epoch_s`` and
+    ``member_steps`` (optimizer steps summed over members: K steps per batch while all
+    train).
 
     ``grads``: "auto" computes a step's gradients with :func:`backprop.mlp_grads` where it
     applies (bit-identical to autograd, less overhead), "autograd" always with autograd.
@@ -408,14 +427,14 @@ def fit_stacked(
     x_tr = net.prepare(data.x_train.to(device))  # (n, D) or (n, C, *spatial)
     y_tr = data.y_train.to(device)
     n = x_tr.shape[0]
-    K = net.K
+    K_all = K = net.K
     if extra_loss is not None:
         net.fuse = False  # extra_loss reads the last hidden activations before dropout
     rates = member_rates(net, members)
     gauss = [(m.dropout or spec.dropout) == "gaussian" for m in members]
     spatial = spec.kind != "mlp" and spec.dropout == "spatial"
     dropblock = spec.kind != "mlp" and spec.dropout == "dropblock"
-    noise = MemberNoise(
+    noise_all = noise = MemberNoise(
         [m.seed for m in members],
         rates,
         gauss,
@@ -427,7 +446,11 @@ def fit_stacked(
         backend={"auto": "auto", "kernel": "kernel", "torch": "torch"}[cfg.masks],
     )
     order = [rng.generator(m.seed, "order") for m in members]
-    manual = grads == "auto" and backprop.supported(net, noise, x_tr, extra_loss=extra_loss)
+
+    def use_manual() -> bool:  # asked again when the members (and so the noise) change
+        return grads == "auto" and backprop.supported(net, noise, x_tr, extra_loss=extra_loss)
+
+    manual = use_manual()
     opt = _optimizer(net, members, cfg, fused=fused)
     net.grad_buffers = GradBuffers()  # each step's gradients are consumed by opt.step
     if isinstance(net, StackedMLP):
@@ -439,17 +462,24 @@ def fit_stacked(
             [math.inf if v is None else v for v in c], device=device, dtype=x_tr.dtype
         ).view(K, 1, 1)
     hidden_keep = torch.tensor([1.0 - r for r in rates[-1]], device=device, dtype=x_tr.dtype)
-    splits = {
+    full = {
         s: (net.prepare(getattr(data, f"x_{s}").to(device)), getattr(data, f"y_{s}").to(device))
         for s in ("train", "val", "test")
     }
+    full["train"] = (x_tr, y_tr)
     stride = train_eval_stride(n, cfg.train_eval_rows)
-    splits["train"] = (x_tr[::stride], y_tr[::stride])  # curves: evenly spaced rows
+    # curves: the curve splits, the train split on evenly spaced rows
+    splits = {s: full[s] for s in ("train", "val", "test") if s in cfg.curve_splits}
+    if "train" in splits:
+        splits["train"] = (x_tr[::stride], y_tr[::stride])
     best_W = [w.clone() for w in net.W]
     best_b = [b.clone() for b in net.b]
+    active = list(range(K))  # original index of each row of the stacks
+    out_W = out_b = None  # (K_all, ...) selected weights once members retire
     timings = {} if timings is None else timings
     timings.setdefault("train_s", 0.0)
     timings.setdefault("eval_s", 0.0)
+    timings.setdefault("member_steps", 0.0)
     for epoch in range(1, cfg.epochs + 1):
         t0 = _clock(device)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)  # (K, n)
@@ -473,6 +503,7 @@ def fit_stacked(
             opt.step(step_grads)
             if max_norm is not None:
                 net.max_norm_(max_norm)
+            timings["member_steps"] += K
         t1 = _clock(device)
         timings["train_s"] += t1 - t0
         timings["train_last_epoch_s"] = t1 - t0
@@ -487,15 +518,59 @@ def fit_stacked(
                 )
                 for s, (x, y) in splits.items()
             }
-            improved = tracker.record(epoch, res).to(device)
+            improved = tracker.record(epoch, res, None if K == K_all else active).to(device)
             for dst, src in zip(best_W + best_b, net.W + net.b):
                 dst.copy_(torch.where(improved.view(K, *([1] * (dst.dim() - 1))), src, dst))
+            retire = [i for i, k in enumerate(active) if tracker.exhausted[k]]
+            if retire and epoch < cfg.epochs:
+                if out_W is None:
+                    out_W, out_b = [w.clone() for w in best_W], [t.clone() for t in best_b]
+                for dst, src in zip(out_W + out_b, best_W + best_b):
+                    dst[[active[i] for i in retire]] = src[retire]
+                keep = [i for i in range(K) if i not in retire]
+                if not keep:
+                    timings["eval_s"] += _clock(device) - t1
+                    break
+                # the remaining members' rows of every stacked tensor and stream
+                sel = torch.tensor(keep, dtype=torch.long, device=device)
+                best_W = [w.index_select(0, sel) for w in best_W]
+                best_b = [t.index_select(0, sel) for t in best_b]
+                params = opt.compact(keep)
+                net.W, net.b = params[0::2], params[1::2]
+                net.K = K = len(keep)
+                noise = noise.subset(keep)
+                order = [order[i] for i in keep]
+                if max_norm is not None:
+                    max_norm = max_norm.index_select(0, sel)
+                hidden_keep = hidden_keep.index_select(0, sel)
+                active = [active[i] for i in keep]
+                net.grad_buffers = GradBuffers()  # the old shapes' memory goes
+                if isinstance(net, StackedMLP):
+                    net.eval_buffers = GradBuffers()
+                manual = use_manual()
             timings["eval_s"] += _clock(device) - t1
-    if stride > 1:  # the selected epoch's train metrics on every row
+    if out_W is not None:  # members retired: the rest's selected weights join theirs
+        for dst, src in zip(out_W + out_b, best_W + best_b):
+            dst[active] = src
+        best_W, best_b = out_W, out_b
+        net.W, net.b, net.K = [w.clone() for w in best_W], [t.clone() for t in best_b], K_all
+        net.grad_buffers = GradBuffers()
+        if isinstance(net, StackedMLP):
+            net.eval_buffers = GradBuffers()
+    # final metrics of the splits the curves lack (or took on a subset of rows), once,
+    # on every member's selected weights
+    final = [s for s in ("train", "val", "test") if s not in splits]
+    if "train" in splits and stride > 1:
+        final.insert(0, "train")
+    if final:
         t1 = _clock(device)
-        out = predict(net, x_tr, best_W, best_b, task=task, rates_noise=noise, chunk=cfg.eval_batch)
-        r = split_metrics(out, y_tr, task)
-        for k in range(K):
-            tracker.override(k, {f"train_{m}": float(v[k]) for m, v in r.items()})
+        for s in final:
+            x, y = full[s]
+            out = predict(
+                net, x, best_W, best_b, task=task, rates_noise=noise_all, chunk=cfg.eval_batch
+            )
+            r = split_metrics(out, y, task)
+            for k in range(K_all):
+                tracker.override(k, {f"{s}_{m}": float(v[k]) for m, v in r.items()})
         timings["eval_s"] += _clock(device) - t1
-    return net, noise, best_W, best_b
+    return net, noise_all, best_W, best_b
