@@ -21,7 +21,8 @@ def test_effect_on_the_users_model_and_data(tmp_path, capsys):
     assert "effect: On your data" in out
     with Store(store, readonly=True) as s:
         frame = s.frame("effect")
-    assert len(frame) == 6 and set(frame["status"]) == {"finished"}  # 3 seeds x 2 arms
+    # 3 replicates x (none 3 + input, hidden, both, note, anchor, plain 1 each)
+    assert len(frame) == 27 and set(frame["status"]) == {"finished"}
     assert set(frame["model"]) == {f"user:{USER.resolve()}:build"}
     assert set(frame["n_train"]) == {200}  # the whole train split of 240 - 40 val
     assert frame["test_error"].between(0, 1).all()

@@ -101,7 +101,7 @@ def test_a_clear_effect_is_called_lowers_with_its_size(tmp_path):
     assert p is f.contrasts[0] and p.name == "dropout_vs_none"
     assert p.call == "lowers" and p.estimate == pytest.approx(-3.0, abs=0.3)
     assert p.ci_high < 0 and p.n_seeds == 3 and p.root_seeds == (0,)
-    assert f.answer.startswith("On digits (n=600), tuned dropout lowers test error by 3.")
+    assert f.answer.startswith("On digits at n=600, tuned dropout lowers test error by 3.")
     assert len(f.answer.split()) <= 40
     assert {c.call for c in f.contrasts} <= {"lowers", "raises", "equivalent", "inconclusive"}
     assert sum(c.primary for c in f.contrasts) == 1
@@ -115,7 +115,7 @@ def test_no_effect_is_equivalent_not_support(tmp_path):
     with _store(tmp_path, 0.0, spread=0.001) as store:
         f = STUDY.findings(store.frame("effect"))
     assert f.primary.call == "equivalent"
-    assert "equivalent within ±1 point" in f.answer
+    assert "is equivalent within ±1 point" in f.answer
     assert "lowers" not in f.answer and "raises" not in f.answer
 
 
@@ -123,7 +123,7 @@ def test_a_noisy_effect_is_inconclusive(tmp_path):
     with _store(tmp_path, 0.0, spread=0.08) as store:
         f = STUDY.findings(store.frame("effect"))
     assert f.primary.call == "inconclusive"
-    assert "inconclusive" in f.answer and not math.isnan(f.primary.mde)
+    assert "effect on test error is inconclusive" in f.answer and not math.isnan(f.primary.mde)
 
 
 def test_an_older_recipe_in_the_store_is_left_out(tmp_path):

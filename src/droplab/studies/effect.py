@@ -55,11 +55,11 @@ QUESTION = (
 )
 
 _TUNE = {  # what every arm tunes
-    "lr": P.LogUniform(3e-4, 1e-2),
+    "lr": P.LogUniform(1e-3, 1e-2),  # Adam(W); below 1e-3 dropout nets hit the step cap
     "weight_decay": P.LogUniform(1e-5, 1e-1),  # decoupled (AdamW): p <- p (1 - lr wd)
     "max_norm": P.MaybeOff(P.LogUniform(1.0, 5.0)),
 }
-_INPUT = P.Uniform(0.05, 0.5)
+_INPUT = P.Uniform(0.02, 0.3)
 _HIDDEN = P.Uniform(0.1, 0.7)
 PLACEMENTS = ("input", "hidden", "both")
 
@@ -100,7 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": {
         "budget": P.Budget(
             seeds=10,
-            configs=3,
+            configs=2,
             max_steps=5400,
             eval_steps=72,
             patience_steps=1080,
@@ -348,32 +348,30 @@ def _fmt_gain(r: pd.Series) -> str:
     return f"{one(r.gain)} [{one(r.ci_low)}, {one(r.ci_high)}]"
 
 
-def _answer(primary: Contrast, gain: pd.DataFrame, label: str, n: int) -> str:
-    where = f"On {label} (n={n})"
-    d = primary
+def _said(c: Contrast, subject: str = "tuned dropout") -> str:
+    """``subject`` + what it does to test error in contrast ``c``, in a few words."""
+    if c.call == "lowers":
+        return f"{subject} lowers test error by {-c.estimate:.1f} [{-c.ci_high:.1f}, {-c.ci_low:.1f}] points"
+    if c.call == "raises":
+        return f"{subject} raises test error by {c.estimate:.1f} [{c.ci_low:.1f}, {c.ci_high:.1f}] points"
+    ci = f"{c.estimate:+.1f} [{c.ci_low:+.1f}, {c.ci_high:+.1f}] points"
+    if c.call == "equivalent":
+        return f"{subject} is equivalent within ±{c.margin:g} point of test error ({ci})"
+    return f"{subject}'s effect on test error is inconclusive ({ci})"
+
+
+def _answer(contrasts: list[Contrast], gain: pd.DataFrame, label: str, n: int) -> str:
+    """One sentence: the primary contrast and its data-equivalent gain, then the smallest
+    size where the call differs."""
+    primary = contrasts[0]
     g = gain[gain["n_train"] == n]
-    worth = f", worth {_fmt_gain(g.iloc[0])} the training data" if len(g) else ""
-    if d.call == "lowers":
-        return (
-            f"{where}, tuned dropout lowers test error by {-d.estimate:.1f} points "
-            f"[{-d.ci_high:.1f}, {-d.ci_low:.1f}] against a tuned net without it{worth}."
-        )
-    if d.call == "raises":
-        return (
-            f"{where}, tuned dropout raises test error by {d.estimate:.1f} points "
-            f"[{d.ci_low:.1f}, {d.ci_high:.1f}] against a tuned net without it."
-        )
-    if d.call == "equivalent":
-        return (
-            f"{where}, tuned dropout and a tuned net without it are equivalent within "
-            f"±{d.margin:g} point of test error ({d.estimate:+.1f} [{d.ci_low:+.1f}, "
-            f"{d.ci_high:+.1f}])."
-        )
-    return (
-        f"{where}, the effect of tuned dropout on test error is inconclusive "
-        f"({d.estimate:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}] points; detectable: "
-        f"{d.mde:.1f})."
-    )
+    worth = f", worth {_fmt_gain(g.iloc[0])} the data" if len(g) else ""
+    text = f"On {label} at n={n}, {_said(primary)} against tuned no-dropout{worth}"
+    small = [c for c in contrasts if c.name.startswith("dropout_vs_none_n")]
+    if small and small[0].call != primary.call:
+        c = small[0]
+        text += f"; at n={c.name.removeprefix('dropout_vs_none_n')}, {_said(c, 'it')}"
+    return text + "."
 
 
 def _figures(curves: pd.DataFrame, contrasts: list[Contrast], label: str) -> dict[str, Any]:
@@ -436,7 +434,8 @@ def analyze(frame: pd.DataFrame) -> Findings:
             "effect", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed
         )
     dataset = str(done["dataset"].iloc[0])
-    done = done[done["dataset"] == dataset]
+    # the study's own cells (examples/effect_width.py adds labelled width variants)
+    done = done[(done["dataset"] == dataset) & (done["cell"] == "")]
     label = _label(dataset)
     configs = (
         int(done.loc[done["arm"] == "hidden", "config"].max()) + 1
@@ -450,7 +449,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     curves = curve_table(tuned)
     gain = gain_table(tuned, sizes)
     primary = contrasts[0]
-    answer = _answer(primary, gain, label, max(sizes))
+    answer = _answer(contrasts, gain, label, max(sizes))
     notes = P.cap_note(done, "effect") + stale
     lines = [f"{c.description}: {c.short()}" for c in contrasts]
     verdict = answer + " " + "; ".join(lines[1:]) + "."
