@@ -371,14 +371,24 @@ def run_fit(group: list[Trial], device: str) -> list[dict[str, Any]]:
     else:
         model = ModelSpec("mlp", widths=tuple(c["widths"]))
     result = fit(model, ds, members, cfg, device=device)
+    losses = ("train_loss", "val_loss", "test_loss")
+    bad = [
+        f"{t.config['arm']} config {t.config['config']}: "
+        + ", ".join(f"{k}={m.metrics.get(k)}" for k in losses)
+        for t, m in zip(group, result.members)
+        if not all(math.isfinite(m.metrics.get(k, math.nan)) for k in losses)
+    ]
+    if len(bad) == len(group):  # nothing trained: the model, not one configuration
+        raise FloatingPointError(
+            f"the loss is not finite for all {len(group)} members ({bad[0]}): training "
+            "diverged or the model outputs NaN/inf"
+        )
     out = []
     for m in result.members:
         metrics = dict(m.metrics)
         metrics["epochs_cap"] = float(r["epochs"])
-        if not math.isfinite(metrics.get("val_loss", math.nan)):
-            # a diverged member: its error still counts (it was a configuration of the
-            # search), but its loss is not stored as a number
-            metrics["diverged"] = 1.0
+        # a diverged member stays a (bad) configuration of its search; selection ranks it last
+        metrics["diverged"] = float(not math.isfinite(metrics.get("val_loss", math.nan)))
         out.append({"metrics": metrics, "curves": m.curves})
     return out
 
@@ -405,12 +415,12 @@ def tuned(
         rows = rows[rows["config"] < configs]
     if rows.empty:
         return rows.assign(arm_selected=pd.Series(dtype=object))
-    val_loss = rows["val_loss"].where(np.isfinite(rows["val_loss"]), np.inf)
-    order = rows.assign(_vl=val_loss).sort_values(
-        ["val_error", "_vl", "arm", "config"], kind="stable"
-    )
+    finite = np.isfinite(rows["val_loss"])  # a diverged member ranks last
+    order = rows.assign(
+        _ve=rows["val_error"].where(finite, np.inf), _vl=rows["val_loss"].where(finite, np.inf)
+    ).sort_values(["_ve", "_vl", "arm", "config"], kind="stable")
     keys = [*CELL_COLUMNS, "seed"]
-    best = order.groupby(keys, sort=False, dropna=False).head(1).drop(columns="_vl")
+    best = order.groupby(keys, sort=False, dropna=False).head(1).drop(columns=["_ve", "_vl"])
     return best.assign(arm_selected=best["arm"], arm=name or (arms[0] if len(arms) == 1 else ""))
 
 
