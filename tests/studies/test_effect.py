@@ -36,8 +36,15 @@ def test_every_arm_gets_the_same_budget_and_arms_are_paired(preset):
         for t in g:
             counts[t.config["arm"]] = counts.get(t.config["arm"], 0) + 1
         if len(counts) > 2:  # a size where every arm trains
-            assert counts == {"none": 3 * C, "input": C, "hidden": C, "both": C,
-                              "note": 1, "anchor": 1, "plain": 1}
+            assert counts == {
+                "none": 3 * C,
+                "input": C,
+                "hidden": C,
+                "both": C,
+                "note": 1,
+                "anchor": 1,
+                "plain": 1,
+            }
         else:  # the baseline's extra sizes
             assert counts == {"none": 3 * C, "plain": 1}
     seeds = {t.seed for t in trials}
@@ -86,8 +93,12 @@ def _store(tmp_path, shift, *, spread=0.002, test_trap=False):
         if test_trap and c["arm"] == "none" and c["config"] == 1:
             err, val = 0.0, 0.9
         metrics = {
-            "test_error": err, "val_error": val, "val_loss": 1.0 + val,
-            "test_nll": 1.0 + err, "best_epoch": 3.0, "capped": 0.0,
+            "test_error": err,
+            "val_error": val,
+            "val_loss": 1.0 + val,
+            "test_nll": 1.0 + err,
+            "best_epoch": 3.0,
+            "capped": 0.0,
         }
         records.append(t.record(status="finished", metrics=metrics, curves={}))
     store.record(records)
@@ -135,8 +146,13 @@ def test_an_older_recipe_in_the_store_is_left_out(tmp_path):
             old.append(
                 effect.Trial("effect", config, t.seed, "quick").record(
                     status="finished",
-                    metrics={"test_error": 0.9, "val_error": 0.0, "val_loss": 0.0,
-                             "test_nll": 5.0, "capped": 1.0},
+                    metrics={
+                        "test_error": 0.9,
+                        "val_error": 0.0,
+                        "val_loss": 0.0,
+                        "test_nll": 5.0,
+                        "capped": 1.0,
+                    },
                 )
             )
         store.record(old)

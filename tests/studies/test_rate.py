@@ -34,7 +34,9 @@ def test_grid_equal_budgets_and_pn_fixed_widths(preset):
         key = (t.seed, t.config["cell"], t.config["arm"])
         per_arm[key] = per_arm.get(key, 0) + 1
     assert set(per_arm.values()) == {p["budget"].configs}
-    grid = {(t.config["hidden_rate"], t.config["input_rate"]) for t in trials if not t.config["cell"]}
+    grid = {
+        (t.config["hidden_rate"], t.config["input_rate"]) for t in trials if not t.config["cell"]
+    }
     assert NOTE_CELL in grid and len(grid) == len(p["hidden_rates"]) * len(p["input_rates"])
     for t in trials:
         if t.config["cell"] == "pn":
