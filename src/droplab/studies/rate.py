@@ -187,6 +187,16 @@ def _contrasts(done: pd.DataFrame, roots) -> tuple[list[Contrast], pd.DataFrame]
             **err,
         )
     ]
+    none = arm_name(0.0, 0.0)
+    if none in set(grid["arm"]):
+        out.append(
+            compare(
+                "best_vs_none",
+                *P.paired(best, P.tuned(grid, [none]), "test_error"),
+                description="the validation-best rates − no dropout (both rates 0), test error",
+                **err,
+            )
+        )
     for arm in sorted(grid["arm"].unique()):
         if arm == note:
             continue
