@@ -42,14 +42,24 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from droplab import rng
 from droplab.store import canonical_json
 from droplab.studies.base import Trial
+from droplab.studies.search import Choice, LogUniform, MaybeOff, Uniform, draw
+from droplab.studies.tuning import (
+    CELL_COLUMNS,
+    RECIPE,
+    cap_note,
+    current,
+    failed_lines,
+    paired,
+    root_seeds,
+    tuned,
+)
 
 __all__ = [
+    "CELL_COLUMNS",
+    "RECIPE",
     "Arm",
     "Budget",
     "Cell",
@@ -58,106 +68,21 @@ __all__ = [
     "MaybeOff",
     "Uniform",
     "cap_note",
+    "current",
     "draw",
     "expand",
     "failed_lines",
     "group_key",
     "load_data",
+    "paired",
     "replicate_seed",
+    "root_seeds",
     "run_fit",
     "tuned",
 ]
 
 #: prefix of a user's --model/--data reference in a config
 USER = "user:"
-
-# -- search spaces ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogUniform:
-    """``exp(U(log lo, log hi))``."""
-
-    lo: float
-    hi: float
-
-    def __post_init__(self) -> None:
-        if not 0 < self.lo <= self.hi:
-            raise ValueError(f"LogUniform needs 0 < lo <= hi, got ({self.lo}, {self.hi})")
-
-    def at(self, u: float) -> float:
-        return float(math.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo))))
-
-
-@dataclass(frozen=True)
-class Uniform:
-    """``U(lo, hi)``."""
-
-    lo: float
-    hi: float
-
-    def __post_init__(self) -> None:
-        if not self.lo <= self.hi:
-            raise ValueError(f"Uniform needs lo <= hi, got ({self.lo}, {self.hi})")
-
-    def at(self, u: float) -> float:
-        return float(self.lo + u * (self.hi - self.lo))
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of ``values``, equally likely."""
-
-    values: tuple[Any, ...]
-
-    def __post_init__(self) -> None:
-        if not self.values:
-            raise ValueError("Choice needs at least one value")
-
-    def at(self, u: float) -> Any:
-        return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
-
-
-@dataclass(frozen=True)
-class MaybeOff:
-    """None (off) with probability ``1 - p_on``, else a value of ``dim`` (e.g. max-norm)."""
-
-    dim: LogUniform | Uniform
-    p_on: float = 0.5
-
-    def at(self, u: float) -> float | None:
-        if u >= self.p_on:
-            return None
-        return self.dim.at(u / self.p_on)
-
-
-Dim = LogUniform | Uniform | Choice | MaybeOff
-
-
-def draw(space: Mapping[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` configurations of ``space`` (name -> dimension or fixed value) from a scrambled
-    Halton sequence seeded by ``seed``; the first k of them are a k-point search.
-
-    Floats are rounded to 4 significant digits (stored configs stay readable).
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n (configurations) must be an int >= 1, got {n!r}")
-    dims = [k for k, v in space.items() if isinstance(v, (LogUniform, Uniform, Choice, MaybeOff))]
-    if dims:
-        from scipy.stats import qmc
-
-        points = qmc.Halton(d=len(dims), scramble=True, seed=rng.numpy_rng(seed, "halton"))
-        u = points.random(n)  # (n, d) in [0, 1)
-    else:
-        u = np.zeros((n, 0))
-    out = []
-    for i in range(n):
-        config = {}
-        for k, v in space.items():
-            value = v.at(float(u[i, dims.index(k)])) if k in dims else v
-            config[k] = float(f"{value:.4g}") if isinstance(value, float) else value
-        out.append(config)
-    return out
 
 
 # -- the design ------------------------------------------------------------------------------
@@ -391,106 +316,3 @@ def run_fit(group: list[Trial], device: str) -> list[dict[str, Any]]:
         metrics["diverged"] = float(not math.isfinite(metrics.get("val_loss", math.nan)))
         out.append({"metrics": metrics, "curves": m.curves})
     return out
-
-
-# -- the analysis ----------------------------------------------------------------------------
-
-#: the columns that identify a cell in a study's frame
-CELL_COLUMNS = ("dataset", "n_train", "widths", "cell")
-
-
-def tuned(
-    done: pd.DataFrame, arms: Sequence[str], *, configs: int | None = None, name: str = ""
-) -> pd.DataFrame:
-    """The validation-selected result of ``arms`` (pooled into one search: e.g. all dropout
-    placements) per (cell, replicate): one row per (cell, seed), the chosen trial's row.
-
-    ``configs``: use only each arm's first ``configs`` configurations (a smaller, equal
-    budget). Selection: lowest ``val_error``, then lowest ``val_loss``, then the earlier
-    configuration. The returned rows get ``arm_selected`` (the chosen arm) and ``arm``
-    set to ``name`` (or the single arm's name).
-    """
-    rows = done[done["arm"].isin(list(arms))]
-    if configs is not None:
-        rows = rows[rows["config"] < configs]
-    if rows.empty:
-        return rows.assign(arm_selected=pd.Series(dtype=object))
-    finite = np.isfinite(rows["val_loss"])  # a diverged member ranks last
-    order = rows.assign(
-        _ve=rows["val_error"].where(finite, np.inf), _vl=rows["val_loss"].where(finite, np.inf)
-    ).sort_values(["_ve", "_vl", "arm", "config"], kind="stable")
-    keys = [*CELL_COLUMNS, "seed"]
-    best = order.groupby(keys, sort=False, dropna=False).head(1).drop(columns=["_ve", "_vl"])
-    return best.assign(arm_selected=best["arm"], arm=name or (arms[0] if len(arms) == 1 else ""))
-
-
-def paired(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``column`` of two tuned frames (one cell each) for their common seeds, in
-    seed order: (a, b) of shape (n,)."""
-    x = a.set_index("seed")[column]
-    y = b.set_index("seed")[column]
-    common = sorted(set(x.index) & set(y.index))
-    return x.loc[common].to_numpy(float), y.loc[common].to_numpy(float)
-
-
-RECIPE = ("max_steps", "eval_steps", "patience_steps", "batch_size")
-
-
-def current(done: pd.DataFrame, budget: Budget) -> tuple[pd.DataFrame, list[str]]:
-    """The rows trained with ``budget``'s recipe, and a note on rows of other recipes
-    left in the store (an older version of the study): they are never mixed in."""
-    if done.empty:
-        return done, []
-    keep = pd.Series(True, index=done.index)
-    for key in RECIPE:
-        if key not in done:
-            keep &= False
-            continue
-        keep &= done[key] == getattr(budget, key)
-    if "replicate" not in done:
-        keep &= False
-    else:
-        keep &= done["replicate"].notna()
-    left = int((~keep).sum())
-    note = (
-        [
-            f"{left} finished trials of another recipe (an older version of the study) are "
-            "in the store and were left out"
-        ]
-        if left
-        else []
-    )
-    return done[keep], note
-
-
-def cap_note(done: pd.DataFrame, what: str) -> list[str]:
-    """A note when more than 10% of members trained to the step cap without converging."""
-    if "capped" not in done or done.empty:
-        return []
-    share = float(done["capped"].mean())
-    if share <= 0.10:
-        return []
-    return [
-        f"{share:.0%} of {what}'s {len(done)} members reached the step cap before early "
-        "stopping: some arms may not have converged"
-    ]
-
-
-def failed_lines(frame: pd.DataFrame) -> list[str]:
-    """One line per trial that did not finish (for the command line)."""
-    out = []
-    for r in frame[frame["status"] != "finished"].to_dict("records"):
-        error = r.get("error")
-        last = str(error).strip().splitlines()[-1] if isinstance(error, str) and error else ""
-        out.append(
-            f"{r.get('dataset')} n={r.get('n_train')} {r.get('arm')} config {r.get('config')} "
-            f"seed {r.get('seed')}: {r.get('status')} {last}".strip()
-        )
-    return out
-
-
-def root_seeds(done: pd.DataFrame) -> tuple[int, ...]:
-    """The root seeds whose trials are in ``done``."""
-    if "root_seed" not in done or done.empty:
-        return ()
-    return tuple(sorted(int(s) for s in done["root_seed"].dropna().unique()))
