@@ -21,6 +21,7 @@ def findings(tmp_path_factory):
     readings = root / "readings"
     readings.mkdir()
     (readings / "effect.md").write_text("A human reading: the effect is large.\n")
+    (readings / "_store.md").write_text("The store: `droplab run --seed 0`, then `--seed 1`.\n")
     path = write_findings(
         store,
         root / "docs" / "findings.md",
@@ -48,6 +49,7 @@ def test_header_says_how_it_was_generated(findings):
     assert "| [effect](#study-effect) | quick | 0 | preset quick: 6 finished, 1 failed" in head
     assert "| [legacy](#study-legacy) | quick | 0 |" in head
     assert "| [notrun](#study-notrun) | – | none |" in head
+    assert head.index("| [notrun]") < head.index("The store: `droplab run --seed 0`")
     assert not list(path.parent.glob("*.png"))  # no figures drawn or written
 
 

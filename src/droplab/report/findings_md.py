@@ -17,7 +17,10 @@ from droplab.report import contrasts, markdown, sections
 from droplab.report.render import resolve_studies
 from droplab.report.trials import seeds_text
 
-__all__ = ["write_findings"]
+__all__ = ["PREAMBLE", "write_findings"]
+
+#: the readings folder's file shown under the header (how the store was made)
+PREAMBLE = "_store.md"
 
 
 def _header(
@@ -90,7 +93,8 @@ def write_findings(
         studies: ``Study`` objects (or registry names), in order.
         command: the command that generated the file (quoted in its header).
         commit: the droplab commit the file was generated at.
-        readings_dir: a folder of human readings, ``<study>.md`` each (optional).
+        readings_dir: a folder of human readings, ``<study>.md`` each, and ``_store.md``
+            (how the store was made), shown under the header (optional).
         preset: the preset to report; None: per study the largest with finished trials.
 
     Returns:
@@ -104,6 +108,9 @@ def write_findings(
     found = sections.collect(store_path, chosen, preset=preset, unavailable=unavailable, draw=False)
     readings = Path(readings_dir) if readings_dir is not None else None
     text = _header(found, store_path, command, commit)
+    preamble = readings / PREAMBLE if readings is not None else None
+    if preamble is not None and preamble.is_file():  # how the store was made, by a human
+        text += ["", preamble.read_text(encoding="utf-8").strip()]
     for s in found:
         text += _study(s, readings)
     out.parent.mkdir(parents=True, exist_ok=True)
