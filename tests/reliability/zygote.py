@@ -92,6 +92,13 @@ def main() -> None:
     import droplab.studies
     import droplab.train  # noqa: F401
 
+    # Children may switch to another uid ("uid" above), which cannot read a checkout in a
+    # private (0700) folder, venv included: what they import lazily must be imported here.
+    # pandas imports its text formatter on the first DataFrame.to_string (`droplab status`).
+    import pandas as pd
+
+    pd.DataFrame({"a": [1]}).to_string()
+
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
