@@ -85,17 +85,17 @@ def _hook_writes(k: int, phase: str) -> None:
 
 
 def main() -> None:
+    # Children may switch to another uid ("uid" above), which cannot read a checkout in a
+    # private (0700) folder, venv included: what they import lazily must be imported here.
+    # pandas imports its text formatter on the first DataFrame.to_string (`droplab status`).
+    import pandas as pd
+
     import droplab.backends
     import droplab.cli
     import droplab.data
     import droplab.models
     import droplab.studies
     import droplab.train  # noqa: F401
-
-    # Children may switch to another uid ("uid" above), which cannot read a checkout in a
-    # private (0700) folder, venv included: what they import lazily must be imported here.
-    # pandas imports its text formatter on the first DataFrame.to_string (`droplab status`).
-    import pandas as pd
 
     pd.DataFrame({"a": [1]}).to_string()
 
