@@ -89,15 +89,18 @@ def current(done: pd.DataFrame, budget: Any) -> tuple[pd.DataFrame, list[str]]:
 
 
 def cap_note(done: pd.DataFrame, what: str) -> list[str]:
-    """A note when more than 10% of members trained to the step cap without converging."""
+    """A note when more than 10% of members trained to the step cap without converging,
+    naming the arms where more than 10% did."""
     if "capped" not in done or done.empty:
         return []
     share = float(done["capped"].mean())
     if share <= 0.10:
         return []
+    by_arm = done.groupby("arm")["capped"].mean().sort_values(ascending=False)
+    worst = ", ".join(f"{arm} {v:.0%}" for arm, v in by_arm.items() if v > 0.10)
     return [
         f"{share:.0%} of {what}'s {len(done)} members reached the step cap before early "
-        "stopping: some arms may not have converged"
+        f"stopping ({worst}): those may not have converged"
     ]
 
 
