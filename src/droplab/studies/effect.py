@@ -54,22 +54,17 @@ QUESTION = (
     "effectiveness of things like regularization?"
 )
 
-_TUNE = {  # what every arm tunes
-    "lr": P.LogUniform(1e-3, 1e-2),  # Adam(W); below 1e-3 dropout nets hit the step cap
-    "weight_decay": P.LogUniform(1e-5, 1e-1),  # decoupled (AdamW): p <- p (1 - lr wd)
-    "max_norm": P.MaybeOff(P.LogUniform(1.0, 5.0)),
-}
 _INPUT = P.Uniform(0.02, 0.3)
 _HIDDEN = P.Uniform(0.1, 0.7)
 PLACEMENTS = ("input", "hidden", "both")
 
 #: the arms; ``none`` gets 3x the configurations (set per preset in :func:`trials`)
 ARMS: dict[str, P.Arm] = {
-    "none": P.Arm("none", "tuned, no dropout", _TUNE),
-    "input": P.Arm("input", "tuned, input dropout", {**_TUNE, "input_rate": _INPUT}),
-    "hidden": P.Arm("hidden", "tuned, hidden dropout", {**_TUNE, "hidden_rate": _HIDDEN}),
+    "none": P.Arm("none", "tuned, no dropout", P.TUNE),
+    "input": P.Arm("input", "tuned, input dropout", {**P.TUNE, "input_rate": _INPUT}),
+    "hidden": P.Arm("hidden", "tuned, hidden dropout", {**P.TUNE, "hidden_rate": _HIDDEN}),
     "both": P.Arm(
-        "both", "tuned, input + hidden", {**_TUNE, "input_rate": _INPUT, "hidden_rate": _HIDDEN}
+        "both", "tuned, input + hidden", {**P.TUNE, "input_rate": _INPUT, "hidden_rate": _HIDDEN}
     ),
     "note": P.Arm(
         "note",
@@ -91,35 +86,21 @@ ALL = ("none", *PLACEMENTS, "note", "anchor", "plain")
 #: baseline's learning curve (``none`` and ``plain`` only).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "budget": P.Budget(seeds=3, configs=1, max_steps=300, eval_steps=30, patience_steps=90),
+        "budget": P.BUDGETS["quick"],
         "dataset": "digits",
         "widths": (64, 64),
         "sizes": [600],
         "baseline_sizes": [1294],
     },
     "standard": {
-        "budget": P.Budget(
-            seeds=10,
-            configs=2,
-            max_steps=5400,
-            eval_steps=72,
-            patience_steps=1080,
-            pool={"mnist1d": 7600},
-        ),
+        "budget": P.BUDGETS["standard"],
         "dataset": "mnist1d",
         "widths": (100, 100),
         "sizes": [1200, 3600],
         "baseline_sizes": [7200],
     },
     "full": {
-        "budget": P.Budget(
-            seeds=20,
-            configs=8,
-            max_steps=8000,
-            eval_steps=72,
-            patience_steps=1800,
-            pool={"mnist1d": 14800},
-        ),
+        "budget": P.BUDGETS["full"],
         "dataset": "mnist1d",
         "widths": (256, 256),
         "sizes": [600, 1200, 2400, 3600],

@@ -58,8 +58,10 @@ from droplab.studies.tuning import (
 )
 
 __all__ = [
+    "BUDGETS",
     "CELL_COLUMNS",
     "RECIPE",
+    "TUNE",
     "Arm",
     "Budget",
     "Cell",
@@ -146,6 +148,38 @@ class Budget:
     patience_steps: int
     batch_size: int = 100
     pool: Mapping[str, int] = field(default_factory=dict)  # dataset -> train+val pool drawn
+
+
+#: what every arm of a protocol study tunes: Adam(W)'s learning rate (below 1e-3 dropout
+#: nets hit the step cap), decoupled weight decay (p <- p (1 - lr wd)), max-norm on/off
+TUNE: dict[str, Any] = {
+    "lr": LogUniform(1e-3, 1e-2),
+    "weight_decay": LogUniform(1e-5, 1e-1),
+    "max_norm": MaybeOff(LogUniform(1.0, 5.0)),
+}
+
+#: the budgets of the presets (a study may change ``configs`` with dataclasses.replace):
+#: quick for tests, standard for `make run` (10 replicates, within the 20-minute main job
+#: on 2 cores), full (20 replicates, a larger search) for a cluster or a GPU
+BUDGETS: dict[str, Budget] = {
+    "quick": Budget(seeds=3, configs=1, max_steps=300, eval_steps=30, patience_steps=90),
+    "standard": Budget(
+        seeds=10,
+        configs=2,
+        max_steps=5400,
+        eval_steps=72,
+        patience_steps=1080,
+        pool={"mnist1d": 7600},
+    ),
+    "full": Budget(
+        seeds=20,
+        configs=8,
+        max_steps=8000,
+        eval_steps=72,
+        patience_steps=1800,
+        pool={"mnist1d": 14800},
+    ),
+}
 
 
 def replicate_seed(root_seed: int, i: int) -> int:

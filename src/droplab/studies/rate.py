@@ -27,6 +27,7 @@ test error, on MNIST-1D. Secondary (Holm): every other cell minus the note's cel
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
@@ -45,15 +46,10 @@ QUESTION = (
 #: the note's rule of thumb in droplab's convention: (hidden rate, input rate) = P(drop).
 NOTE_CELL = (0.5, 0.2)
 
-_TUNE = {
-    "lr": P.LogUniform(1e-3, 1e-2),  # Adam(W); below 1e-3 dropout nets hit the step cap
-    "weight_decay": P.LogUniform(1e-5, 1e-1),
-    "max_norm": P.MaybeOff(P.LogUniform(1.0, 5.0)),
-}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "budget": P.Budget(seeds=3, configs=1, max_steps=300, eval_steps=30, patience_steps=90),
+        "budget": P.BUDGETS["quick"],
         "dataset": "digits",
         "n_train": 1294,
         "width": 64,
@@ -61,14 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_rates": [0.0, 0.2],
     },
     "standard": {
-        "budget": P.Budget(
-            seeds=10,
-            configs=2,
-            max_steps=5400,
-            eval_steps=72,
-            patience_steps=1080,
-            pool={"mnist1d": 7600},
-        ),
+        "budget": P.BUDGETS["standard"],
         "dataset": "mnist1d",
         "n_train": 3600,
         "width": 100,
@@ -76,14 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_rates": [0.0, 0.2],
     },
     "full": {
-        "budget": P.Budget(
-            seeds=20,
-            configs=6,
-            max_steps=8000,
-            eval_steps=72,
-            patience_steps=1800,
-            pool={"mnist1d": 14800},
-        ),
+        "budget": dataclasses.replace(P.BUDGETS["full"], configs=6),
         "dataset": "mnist1d",
         "n_train": 3600,
         "width": 256,
@@ -102,7 +84,7 @@ def _arms(p: dict[str, Any]) -> dict[str, P.Arm]:
         arm_name(h, i): P.Arm(
             arm_name(h, i),
             f"hidden {h:g}, input {i:g}",
-            {**_TUNE, "hidden_rate": h, "input_rate": i},
+            {**P.TUNE, "hidden_rate": h, "input_rate": i},
         )
         for h in p["hidden_rates"]
         for i in p["input_rates"]
