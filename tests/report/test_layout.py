@@ -161,3 +161,6 @@ def test_study_without_contrasts_is_rendered_with_its_verdict(page, md):
         "**Key number:** 1.0 pts [0.5, 1.5]",
         "Second sentence here.",
     )
+    # a study without called contrasts says so, one on the protocol does not
+    assert "not yet on the protocol" in sec and "not yet on the protocol" in msec
+    assert "not yet on the protocol" not in _section(page, "effect")

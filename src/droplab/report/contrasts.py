@@ -20,6 +20,7 @@ __all__ = [
     "CALL_MEANING",
     "CALL_SYMBOL",
     "COLUMNS",
+    "OFF_PROTOCOL",
     "answer_text",
     "digits",
     "estimate_ci",
@@ -127,6 +128,10 @@ def first_sentence(text: str) -> str:
     """The first sentence of ``text`` (all of it when it has one)."""
     text = " ".join(str(text).split())
     return _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
+
+
+#: shown beside the key number of a study not yet on the protocol (no called contrasts)
+OFF_PROTOCOL = "not yet on the protocol: one untuned recipe, no called contrast"
 
 
 def answer_text(f: Findings) -> str:

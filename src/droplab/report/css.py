@@ -89,4 +89,5 @@ details.raw summary { cursor: pointer; font-weight: 600; color: var(--muted); }
 .failed-list li { color: #7a2e00; }
 .refs li, .bib li { margin-bottom: 6px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 40px; }
+.off-protocol { color: var(--muted); font-size: 12px; font-weight: normal; }
 """

@@ -79,7 +79,10 @@ def _primary(s: Section) -> str:
             f'<p class="primary-detail">{_e(contrasts.primary_details(c))}</p>'
         )
     if f is not None and f.key_number:
-        return f'<p class="primary">Key number: <span class="key">{_e(f.key_number)}</span></p>'
+        return (
+            f'<p class="primary">Key number: <span class="key">{_e(f.key_number)}</span> '
+            f'<span class="off-protocol">({_e(contrasts.OFF_PROTOCOL)})</span></p>'
+        )
     return ""
 
 
@@ -224,7 +227,10 @@ def _summary_row(s: Section) -> str:
                 f'<span class="key">{_e(contrasts.estimate_ci(c))}</span>, {call_badge(c.call)}'
             )
         else:
-            number = f'<span class="key">{_e(f.key_number or "")}</span>'
+            number = (
+                f'<span class="key">{_e(f.key_number or "")}</span>'
+                f'<br><span class="off-protocol">({_e(contrasts.OFF_PROTOCOL)})</span>'
+            )
     return (
         f'<tr>{study}<td class="q">{_e(s.question)}</td><td class="a">{answer}</td>'
         f"<td>{number}</td></tr>"

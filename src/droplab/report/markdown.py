@@ -78,7 +78,7 @@ def headline(f: Findings) -> list[str]:
             "",
         ]
     elif f.key_number:
-        out += [f"**Key number:** {escape(f.key_number)}", ""]
+        out += [f"**Key number:** {escape(f.key_number)} _({contrasts.OFF_PROTOCOL})_", ""]
     rest = contrasts.verdict_rest(f)
     if rest:
         out += [escape(rest), ""]
@@ -114,7 +114,7 @@ def _summary(sections: Sequence[Section]) -> list[str]:
             number = (
                 f"{cell(contrasts.estimate_ci(c))}, {_call(c.call)}"
                 if c is not None
-                else cell(f.key_number or "")
+                else cell(f"{f.key_number or ''} ({contrasts.OFF_PROTOCOL})")
             )
         out.append(
             f"| [{cell(s.name)}](#{s.anchor}) | {cell(s.question)} | {answer} | {number} "
