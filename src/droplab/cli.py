@@ -506,7 +506,8 @@ def _print_results(
         which += f" (root seed {seed})" if seed is not None else ""
         raise UsageError(
             f"no finished trials of study {study.name!r}{which} in {store.path}"
-            f"{_failures(store, study.name, preset)}; run `droplab run {study.name}` first"
+            f"{_failures(store, study.name, preset)}; run `droplab run {study.name}"
+            f"{f' --seed {seed}' if seed else ''}` first"
         )
     findings = study.analyze(frame)
     if as_json:

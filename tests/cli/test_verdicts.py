@@ -77,6 +77,7 @@ def test_results_json_is_the_verdict_as_data(tmp_path, capsys):
 
     code, out, err = run_cli(capsys, "results", "effect", "--seed", 7, "--store", path)
     assert code == 2 and "root seed 7" in err and "Traceback" not in err
+    assert "`droplab run effect --seed 7` first" in err
 
 
 def test_status_names_the_root_seeds(tmp_path, capsys):
