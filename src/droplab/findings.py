@@ -35,7 +35,11 @@ class Contrast:
         metric: the metric compared (``"test_error"``, ``"test_nll"``, ...).
         unit: the unit of estimate and bounds (``"points"``, ``"nats"``, ``"x"``).
         estimate, ci_low, ci_high: mean of a - b and its interval, in ``unit``.
-        level: the interval's coverage (0.95).
+        level: the study's confidence level (0.95; alpha = 1 - level).
+        ci_level: the coverage of ``[ci_low, ci_high]``: ``level`` for the primary
+            contrast; for a secondary one widened by its Holm factor (``1 - alpha p_value /
+            p_adjusted``), so the interval excludes 0 exactly when the call is lowers/raises
+            and lies inside ±margin exactly when it is equivalent.
         call: one of :data:`CALLS`, of ``a`` relative to ``b`` (``"lowers"``: a < b).
         margin: the equivalence margin m (in ``unit``): "equivalent" means within ±m.
         n_seeds: number of complete pairs.
@@ -43,8 +47,9 @@ class Contrast:
         p_value: two-sided p of "a - b = 0" (paired t), unadjusted.
         p_adjusted: ``p_value`` after Holm over the study's secondary contrasts (equal to
             ``p_value`` for the primary one).
-        p_equivalence: TOST p-value (the larger of the two one-sided tests), after the
-            same Holm adjustment as ``p_adjusted``.
+        p_equivalence: p-value of equivalence: twice the TOST p (the larger of the two
+            one-sided tests), times the same Holm factor as ``p_adjusted``; below alpha
+            exactly when the interval lies inside ±margin.
         mde: minimum detectable effect at 80% power (two-sided, same alpha), in ``unit``.
         method: how the interval was computed (``"paired t over seeds"``).
     """
@@ -62,6 +67,7 @@ class Contrast:
     n_seeds: int
     root_seeds: tuple[int, ...] = ()
     level: float = 0.95
+    ci_level: float = 0.95
     p_value: float = math.nan
     p_adjusted: float = math.nan
     p_equivalence: float = math.nan

@@ -112,7 +112,10 @@ def test_one_table_row_per_secondary_contrast_with_its_call(page, md):
     sec = _section(page, "effect")
     table = sec[sec.index('<table class="contrasts">') :]
     table = table[: table.index("</table>")]
-    assert "<th>Estimate [95% CI]</th>" in table and '<th class="num">p (Holm)</th>' in table
+    assert (
+        "<th>Estimate [95% CI, Holm-widened]</th>" in table
+        and '<th class="num">p (Holm)</th>' in table
+    )
     rows = _rows(table)
     assert [r[0] for r in rows] == [c["description"] for c in SECONDARY]
     for row, c in zip(rows, SECONDARY):

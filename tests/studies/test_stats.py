@@ -136,21 +136,28 @@ def _tost_scipy(d: np.ndarray, m: float) -> float:
 
 @pytest.mark.parametrize("side", [1.0, -1.0])
 def test_tost_just_inside_and_just_outside_the_margin(side):
-    """The 90% CI's far end placed 0.001 inside / outside the margin m = 1: TOST p just
-    below / above 0.05, equal to scipy's two one-sided tests, and the calls follow."""
+    """The far end of the 90% CI placed 0.001 inside / outside the margin m = 1: TOST p
+    just below / above 0.05, equal to scipy's two one-sided tests. The call "equivalent"
+    needs the shown 95% interval inside the margin (each one-sided test at 0.025,
+    p_equivalence = 2 TOST p): the same placement for the 95% CI's far end flips it."""
     n, m = 8, 1.0
     base = _standardized(n)  # sd 1: half-width of the 90% CI = t_{0.95,7} / sqrt(8)
-    half90 = st.t.ppf(0.95, n - 1) / math.sqrt(n)
-    for eps, want_equiv in ((0.001, True), (-0.001, False)):
-        d = base + side * (m - half90 - eps)  # far end of the 90% CI at +-(m - eps)
-        p = tost_p(d, m)
-        assert p == pytest.approx(_tost_scipy(d, m), rel=1e-9)
-        assert (p < 0.05) == want_equiv
-        assert abs(p - 0.05) < 0.005
-        c = compare_diffs("c", d, metric="m", unit="u", margin=m)
-        assert c.p_equivalence == pytest.approx(p, rel=1e-9)
-        assert c.p_value > 0.05  # the 95% CI contains 0
-        assert c.call == ("equivalent" if want_equiv else "inconclusive")
+    for q, level in ((0.95, "90%"), (0.975, "95%")):
+        half = st.t.ppf(q, n - 1) / math.sqrt(n)
+        for eps, inside in ((0.001, True), (-0.001, False)):
+            d = base + side * (m - half - eps)  # far end of that CI at +-(m - eps)
+            p = tost_p(d, m)
+            assert p == pytest.approx(_tost_scipy(d, m), rel=1e-9)
+            c = compare_diffs("c", d, metric="m", unit="u", margin=m)
+            assert c.p_equivalence == pytest.approx(min(1.0, 2 * p), rel=1e-9)
+            assert c.p_value > 0.05  # the 95% CI contains 0
+            if level == "90%":
+                assert (p < 0.05) == inside and abs(p - 0.05) < 0.005
+                assert c.call == "inconclusive"  # its 95% interval reaches past m
+            else:
+                assert (c.p_equivalence < 0.05) == inside
+                assert (-m < c.ci_low and c.ci_high < m) == inside
+                assert c.call == ("equivalent" if inside else "inconclusive")
 
 
 def test_tost_edge_cases():
@@ -210,25 +217,33 @@ def test_adjust_holm_textbook_example_and_the_primary_stays_unadjusted():
     assert adjust([]) == []
 
 
-def test_adjust_holm_on_tost_and_idempotence():
-    """The secondaries' TOST p-values are Holm-adjusted as their own family; the primary's
-    TOST p stays raw; adjusting twice changes nothing."""
+def test_adjust_widens_secondary_intervals_by_their_holm_factor():
+    """Each secondary's interval is widened to level 1 - alpha p / p_holm and its
+    equivalence p multiplied by p_holm / p, so every call agrees with the interval shown:
+    lowers/raises iff it excludes 0, equivalent iff it lies inside the margin. The primary
+    is untouched; adjusting twice changes nothing."""
     rng = np.random.default_rng(4)
     kw = {"metric": "test_error", "unit": "points", "margin": 1.0, "scale": 100.0}
     cs = [compare_diffs("primary", rng.normal(0.0, 0.004, 6), primary=True, **kw)]
-    cs += [compare_diffs(f"s{i}", rng.normal(0.0, 0.004, 6), **kw) for i in range(4)]
-    raw_eq = [c.p_equivalence for c in cs]
+    cs += [compare_diffs(f"s{i}", rng.normal(0.003 * i, 0.004, 6), **kw) for i in range(4)]
     raw_p = [c.p_value for c in cs]
     out = adjust(cs)
-    assert out[0].p_equivalence == raw_eq[0] and out[0].p_adjusted == raw_p[0]
-    np.testing.assert_allclose([c.p_equivalence for c in out[1:]], holm(raw_eq[1:]), rtol=1e-12)
+    assert out[0] == cs[0]
     np.testing.assert_allclose([c.p_adjusted for c in out[1:]], holm(raw_p[1:]), rtol=1e-12)
+    for before, c in zip(cs[1:], out[1:]):
+        f = c.p_adjusted / c.p_value
+        assert c.ci_level == pytest.approx(1 - 0.05 / f)
+        assert c.ci_high - c.ci_low >= before.ci_high - before.ci_low
+        assert c.p_equivalence == pytest.approx(min(1.0, f * before.p_equivalence))
     for c in out:
         assert c.call == call_of(c.estimate, c.p_adjusted, c.p_equivalence)
+        assert (c.call in ("lowers", "raises")) == (c.ci_low > 0 or c.ci_high < 0)
+        if c.call != "raises" and c.call != "lowers":
+            assert (c.call == "equivalent") == (-c.margin < c.ci_low and c.ci_high < c.margin)
     assert [c.to_dict() for c in adjust(out)] == [c.to_dict() for c in out]
-    # a TOST p just below 0.05 alone is "equivalent"; Holm over 2 makes it about 0.1
+    # the 95% interval just inside the margin alone is "equivalent"; Holm over 2 widens it
     n, m = 8, 1.0
-    d = _standardized(n) + (m - st.t.ppf(0.95, n - 1) / math.sqrt(n) - 0.001)
+    d = _standardized(n) + (m - st.t.ppf(0.975, n - 1) / math.sqrt(n) - 0.001)
     pair = [compare_diffs(f"e{i}", d, metric="m", unit="u", margin=m) for i in range(2)]
     assert pair[0].call == "equivalent"
     assert [c.call for c in adjust(pair)] == ["inconclusive", "inconclusive"]
@@ -308,10 +323,11 @@ def test_compare_units_and_fields():
 
 def test_equivalent_is_rarely_called_when_the_true_difference_is_the_margin():
     """Type-1 error of "equivalent": with the true mean difference exactly at +m or -m,
-    TOST may reject (p_equivalence < 0.05) in at most 5% of studies, and the call
-    "equivalent" (which further needs the difference test not to reject) no more often.
-    Bound: 0.05 + 4 binomial standard errors over the R simulated studies. With se << m,
-    as here (sd 1, n 10, m 1), the size is close to exactly 5%: checked from below too."""
+    the shown 95% interval may lie inside the margin (p_equivalence < 0.05, each one-sided
+    test at 0.025) in at most 2.5% of studies, and the call "equivalent" (which further
+    needs the difference test not to reject) no more often. Bound: 0.025 + 4 binomial
+    standard errors over the R simulated studies. With se << m, as here (sd 1, n 10, m 1),
+    the size is close to exactly 2.5%: checked from below too."""
     rng = np.random.default_rng(6)
     R, n, m = 2000, 10, 1.0
     rates = {}
@@ -322,11 +338,11 @@ def test_equivalent_is_rarely_called_when_the_true_difference_is_the_margin():
             tost += c.p_equivalence < 0.05
             equiv += c.call == "equivalent"
         rates[sign] = (tost / R, equiv / R)
-    bound = 0.05 + 4 * _binomial_se(0.05, R)
+    bound = 0.025 + 4 * _binomial_se(0.025, R)
     for tost_rate, equiv_rate in rates.values():
         assert tost_rate <= bound and equiv_rate <= tost_rate
     pooled = (rates[1.0][0] + rates[-1.0][0]) / 2
-    assert pooled >= 0.05 - 4 * _binomial_se(0.05, 2 * R)
+    assert pooled >= 0.025 - 4 * _binomial_se(0.025, 2 * R)
 
 
 def test_mde_is_detected_with_80_percent_power():

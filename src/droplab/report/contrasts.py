@@ -36,9 +36,10 @@ __all__ = [
 CALL_SYMBOL = {"lowers": "▼", "raises": "▲", "equivalent": "=", "inconclusive": "?"}
 #: What each call means (the badge's tooltip and the legend).
 CALL_MEANING = {
-    "lowers": "the 95% CI (Holm-adjusted for secondary contrasts) lies below 0",
-    "raises": "the 95% CI (Holm-adjusted for secondary contrasts) lies above 0",
-    "equivalent": "TOST rejects a difference of at least the equivalence margin",
+    "lowers": "the 95% CI (Holm-widened for secondary contrasts) lies below 0",
+    "raises": "the 95% CI (Holm-widened for secondary contrasts) lies above 0",
+    "equivalent": "the 95% CI (Holm-widened for secondary contrasts) lies inside the "
+    "equivalence margin",
     "inconclusive": "neither a difference nor equivalence is shown; see the MDE",
 }
 assert set(CALL_SYMBOL) == set(CALLS) == set(CALL_MEANING)
@@ -46,7 +47,7 @@ assert set(CALL_SYMBOL) == set(CALLS) == set(CALL_MEANING)
 #: Header of the secondary-contrast table; :func:`rows` gives the cells in this order.
 COLUMNS = (
     "Contrast",
-    "Estimate [95% CI]",
+    "Estimate [95% CI, Holm-widened]",
     "Call",
     "p (Holm)",
     "Equivalence margin",

@@ -205,16 +205,29 @@ def _tost_from_se(mean: float, se: float, n: int, margin: float) -> float:
 def _raw_tost(c: Contrast) -> float:
     """The unadjusted TOST p of a contrast, recomputed from the fields it carries.
 
-    Its interval is ``estimate +- t_{n-1,(1+level)/2} se``, so se = (hi - lo) / (2 t):
-    the estimate, interval, n_seeds, level and margin determine the raw TOST p exactly.
+    Its interval is ``estimate +- t_{n-1,(1+ci_level)/2} se``, so se = (hi - lo) / (2 t):
+    the estimate, interval, n_seeds, ci_level and margin determine the raw TOST p exactly.
     """
     n = c.n_seeds
     if n < 2 or not (math.isfinite(c.ci_low) and math.isfinite(c.ci_high)):
         return math.nan
+
+    return _tost_from_se(c.estimate, _se(c), n, c.margin)
+
+
+def _se(c: Contrast) -> float:
+    """The standard error of a contrast's estimate, from its interval and ci_level."""
     from scipy import stats as _st
 
-    t = float(_st.t.ppf(0.5 + c.level / 2, df=n - 1))
-    return _tost_from_se(c.estimate, (c.ci_high - c.ci_low) / (2.0 * t), n, c.margin)
+    t = float(_st.t.ppf(0.5 + c.ci_level / 2, df=c.n_seeds - 1))
+    return (c.ci_high - c.ci_low) / (2.0 * t)
+
+
+def _equivalence_p(raw_tost: float, factor: float = 1.0) -> float:
+    """p of "equivalent" at the shown interval: ``min(1, 2 factor raw_tost)``, below alpha
+    exactly when the interval at level ``1 - alpha / factor`` lies inside ±margin (each
+    one-sided test at alpha / (2 factor))."""
+    return min(1.0, 2.0 * factor * raw_tost) if math.isfinite(raw_tost) else math.nan
 
 
 def tost_p(d: Sequence[float] | np.ndarray, margin: float) -> float:
@@ -337,11 +350,12 @@ def compare_diffs(
         n_seeds=n,
         root_seeds=tuple(root_seeds),
         level=level,
+        ci_level=level,
         p_value=p,
         p_adjusted=p,
         mde=mde(arr, alpha=alpha),
     )
-    p_eq = _raw_tost(c)  # the same route adjust takes, so adjust reproduces it exactly
+    p_eq = _equivalence_p(_raw_tost(c))  # the route adjust takes, so it reproduces it exactly
     return replace(c, p_equivalence=p_eq, call=call_of(estimate, p, p_eq, alpha))
 
 
@@ -382,39 +396,41 @@ def compare(
 
 
 def adjust(contrasts: Sequence[Contrast]) -> list[Contrast]:
-    """Holm's correction over a study's secondary contrasts, and their calls redone.
+    """Holm's correction over a study's secondary contrasts, with their intervals and
+    calls made to agree with it.
 
     The family is the study's non-primary contrasts: their ``p_value`` s are Holm-adjusted
-    into ``p_adjusted`` and, as a separate family, their raw TOST p-values into
-    ``p_equivalence``; each call is then :func:`call_of` with the adjusted values at
-    alpha = 1 - level. The primary contrast (at most one) keeps its unadjusted p-values.
+    into ``p_adjusted``. Each secondary's factor f = p_adjusted / p_value (>= 1) then
+    widens its interval to level ``1 - alpha / f`` (so it excludes 0 exactly when
+    p_adjusted < alpha) and multiplies its equivalence p (so "equivalent" means exactly
+    that the widened interval lies inside ±margin). The call is :func:`call_of` with these
+    values at alpha = 1 - level. The primary contrast (at most one) keeps f = 1.
     Returns new contrasts in the same order.
 
     Pass the study's full list, once assembled: adjusting parts separately makes the
-    families too small. The function is idempotent (``adjust(adjust(cs)) == adjust(cs)``):
-    it never reads ``p_adjusted`` or ``p_equivalence`` but uses ``p_value`` (never changed)
-    and recomputes each raw TOST p from the estimate, interval, n_seeds, level and margin
-    the contrast carries.
+    family too small. The function is idempotent: it reads ``p_value``, ``level`` (never
+    changed) and the standard error implied by the interval and ``ci_level``.
     """
+    from scipy import stats as _st
+
     cs = list(contrasts)
     if sum(c.primary for c in cs) > 1:
         raise ValueError("a study declares at most one primary contrast")
-    raw_eq = np.array([_raw_tost(c) for c in cs], dtype=np.float64)
     p_adj = np.array([c.p_value for c in cs], dtype=np.float64)
-    p_eq = raw_eq.copy()
     sec = np.array([not c.primary for c in cs], dtype=bool)
     if sec.any():
         p_adj[sec] = holm(p_adj[sec])
-        p_eq[sec] = holm(raw_eq[sec])
     out = []
-    for c, pa, pe in zip(cs, p_adj, p_eq):
-        pa, pe = float(pa), float(pe)
-        out.append(
-            replace(
-                c,
-                p_adjusted=pa,
-                p_equivalence=pe,
-                call=call_of(c.estimate, pa, pe, 1.0 - c.level),
-            )
-        )
+    for c, pa in zip(cs, p_adj):
+        pa = float(pa)
+        alpha = 1.0 - c.level
+        factor = pa / c.p_value if c.p_value > 0 and math.isfinite(pa) else 1.0
+        raw_eq = _raw_tost(c)
+        changes: dict = {"p_adjusted": pa, "p_equivalence": _equivalence_p(raw_eq, factor)}
+        if c.n_seeds >= 2 and math.isfinite(c.ci_low) and math.isfinite(c.ci_high):
+            ci_level = 1.0 - alpha / factor
+            half = float(_st.t.ppf(0.5 + ci_level / 2, df=c.n_seeds - 1)) * _se(c)
+            changes.update(ci_level=ci_level, ci_low=c.estimate - half, ci_high=c.estimate + half)
+        changes["call"] = call_of(c.estimate, pa, changes["p_equivalence"], alpha)
+        out.append(replace(c, **changes))
     return out
