@@ -126,10 +126,10 @@ def trials(
     if model is not None or data is not None:
         cells = _user_cells(preset, cells, model, data)
     out = P.expand("effect", preset, seed, _arms(budget.configs), cells, budget)
-    if model is not None:
-        for t in out:
-            t.config["model"] = USER + _spec(model)
-    return [Trial(t.study, dict(t.config), t.seed, t.preset) for t in out]
+    if model is None:
+        return out
+    user = {"model": USER + _spec(model)}
+    return [Trial(t.study, {**t.config, **user}, t.seed, t.preset) for t in out]
 
 
 def _spec(spec: str) -> str:
@@ -214,13 +214,7 @@ def curve_table(tuned: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def _contrasts(tuned, sizes, roots, label) -> list[Contrast]:
     big = max(sizes)
-    err = {
-        "metric": "test_error",
-        "unit": "points",
-        "margin": 1.0,
-        "scale": 100.0,
-        "root_seeds": roots,
-    }
+    err = P.error_points(roots)
     out = [
         compare(
             "dropout_vs_none",

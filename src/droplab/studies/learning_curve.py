@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["data_equivalent", "fmt_gain", "gain_at"]
+__all__ = ["data_equivalent", "expanded_alpha", "gain_at"]
 
 
 def gain_at(sizes: np.ndarray, baseline: np.ndarray, target: float, n0: float) -> float:
@@ -99,15 +99,3 @@ def expanded_alpha(n: int, level: float = 0.95) -> float:
 
     t = float(st.t.ppf(0.5 + level / 2, df=n - 1))
     return float(st.norm.cdf(-math.sqrt(n / (n - 1)) * t))
-
-
-def fmt_gain(g: float) -> str:
-    """``"1.6x"``, ``"> 2.0x"`` is written by the caller from the sizes; here inf -> ">",
-    0 -> "<" markers without a number."""
-    if math.isnan(g):
-        return "n/a"
-    if math.isinf(g):
-        return "beyond the curve"
-    if g == 0.0:
-        return "below the curve"
-    return f"{g:.2f}x"

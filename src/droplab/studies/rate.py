@@ -151,13 +151,7 @@ def profile(done: pd.DataFrame) -> pd.DataFrame:
 def _contrasts(done: pd.DataFrame, roots) -> tuple[list[Contrast], pd.DataFrame]:
     grid = _grid(done)
     note = arm_name(*NOTE_CELL)
-    err = {
-        "metric": "test_error",
-        "unit": "points",
-        "margin": 1.0,
-        "scale": 100.0,
-        "root_seeds": roots,
-    }
+    err = P.error_points(roots)
     best = P.tuned(grid, sorted(grid["arm"].unique()), name="validation-best")
     tuned_note = P.tuned(grid, [note])
     out = [

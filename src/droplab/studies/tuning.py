@@ -9,16 +9,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from droplab.studies.stats import DEFAULT_MARGINS
+
 __all__ = [
     "CELL_COLUMNS",
     "RECIPE",
     "cap_note",
     "current",
+    "error_points",
     "failed_lines",
     "paired",
     "root_seeds",
     "tuned",
 ]
+
+
+def error_points(roots: Sequence[int]) -> dict[str, Any]:
+    """The keywords of ``stats.compare`` for a test-error contrast: fractions shown in
+    percentage points, the default margin of 1 point, the given root seeds."""
+    return {
+        "metric": "test_error",
+        "unit": "points",
+        "margin": DEFAULT_MARGINS["points"],
+        "scale": 100.0,
+        "root_seeds": tuple(roots),
+    }
+
 
 #: the columns that identify a cell in a study's frame
 CELL_COLUMNS = ("dataset", "n_train", "widths", "cell")
