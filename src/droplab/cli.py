@@ -483,14 +483,6 @@ def _failures(store: Any, name: str, preset: str | None) -> str:
     return f"; {len(failed)} trials failed, e.g. {lines[-1] if lines else 'unknown error'}"
 
 
-def _root_rows(frame: Any, seed: int | None) -> Any:
-    """The rows of root seed ``seed`` (trials without a ``root_seed`` are root seed 0)."""
-    if seed is None or frame.empty:
-        return frame
-    roots = frame["root_seed"].fillna(0) if "root_seed" in frame else 0
-    return frame[roots == seed].reset_index(drop=True)
-
-
 def _print_results(
     store: Any, study: Any, preset: str | None, seed: int | None = None, as_json: bool = False
 ) -> None:
@@ -498,9 +490,11 @@ def _print_results(
 
     import pandas as pd
 
+    from droplab.findings import agreement
+    from droplab.report.trials import root_rows, root_seeds
     from droplab.studies.base import select_preset
 
-    frame = select_preset(_root_rows(store.frame(study.name), seed), preset)
+    frame = select_preset(root_rows(store.frame(study.name), seed), preset)
     if not (frame["status"] == "finished").any():
         which = f" (preset {preset})" if preset else ""
         which += f" (root seed {seed})" if seed is not None else ""
@@ -515,6 +509,13 @@ def _print_results(
         out["preset"] = str(frame["preset"].iloc[0])
         out["trials"] = int((frame["status"] == "finished").sum())
         out["failed"] = int((frame["status"] != "finished").sum())
+        roots = root_seeds(frame[frame["status"] == "finished"])
+        if findings.primary is not None and len(roots) > 1:
+            # each root seed alone is an independent replication of the primary contrast
+            reps = [study.analyze(root_rows(frame, r)).primary for r in roots]
+            reps = [c for c in reps if c is not None]
+            out["replications"] = [c.to_dict() for c in reps]
+            out["agreement"] = agreement(reps) if len(reps) > 1 else None
         print(json.dumps(out, indent=2, allow_nan=False))
         return
     with pd.option_context(

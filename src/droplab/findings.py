@@ -9,18 +9,23 @@ serializes to JSON with :meth:`Contrast.to_dict` (``droplab results STUDY --json
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["CALLS", "Contrast", "Findings"]
+__all__ = ["AGREEMENTS", "CALLS", "Contrast", "Findings", "agreement"]
 
 #: The only words a comparison may be called by (docs/statistics.md):
 #: ``lowers`` / ``raises``: the CI (after Holm for secondary contrasts) excludes 0;
 #: ``equivalent``: TOST at the declared margin rejects a difference of at least the margin;
 #: ``inconclusive``: neither (the minimum detectable effect says what could have been seen).
 CALLS = ("lowers", "raises", "equivalent", "inconclusive")
+
+#: How one contrast's calls in independent replications (root seeds) relate; see
+#: :func:`agreement`.
+AGREEMENTS = ("agree", "differ", "contradict")
 
 
 @dataclass(frozen=True)
@@ -151,3 +156,30 @@ class Findings:
             "contrasts": [c.to_dict() for c in self.contrasts],
             "notes": list(self.notes),
         }
+
+
+def agreement(replications: Sequence[Contrast]) -> str:
+    """How the calls of one contrast in independent replications (root seeds) relate.
+
+    - ``"contradict"``: one replication asserts what another's interval rules out:
+      ``lowers`` beside ``raises``, or ``equivalent`` (interval inside ±margin) beside a
+      ``lowers``/``raises`` whose interval lies wholly beyond the margin;
+    - ``"agree"``: every replication makes the same call;
+    - ``"differ"``: otherwise, e.g. ``lowers`` beside ``inconclusive`` (one replication
+      could see what the other could not: a difference of power, not of direction).
+
+    Raises:
+        ValueError: fewer than two replications.
+    """
+    if len(replications) < 2:
+        raise ValueError(f"agreement needs at least 2 replications, got {len(replications)}")
+    calls = {c.call for c in replications}
+    if {"lowers", "raises"} <= calls:
+        return "contradict"
+    if "equivalent" in calls and any(
+        (c.call == "lowers" and c.ci_high < -c.margin)
+        or (c.call == "raises" and c.ci_low > c.margin)
+        for c in replications
+    ):
+        return "contradict"
+    return "agree" if len(calls) == 1 else "differ"

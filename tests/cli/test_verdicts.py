@@ -71,7 +71,13 @@ def test_results_json_is_the_verdict_as_data(tmp_path, capsys):
         assert key in p
     assert p["call"] == "lowers" and p["n_seeds"] == 6 and p["root_seeds"] == [0, 1]
 
+    # each root seed alone is a replication of the primary contrast
+    assert [r["root_seeds"] for r in data["replications"]] == [[0], [1]]
+    assert [r["call"] for r in data["replications"]] == ["lowers", "lowers"]
+    assert data["agreement"] == "agree"
+
     code, out, _ = run_cli(capsys, "results", "effect", "--json", "--seed", 1, "--store", path)
+    assert "replications" not in json.loads(out)
     p = next(c for c in json.loads(out)["contrasts"] if c["primary"])
     assert p["n_seeds"] == 3 and p["root_seeds"] == [1]
 
@@ -95,6 +101,8 @@ def test_findings_command_writes_markdown(tmp_path, capsys):
     assert code == 0, err
     text = target.read_text()
     assert "tuned dropout lowers test error" in text and "droplab findings" in text
+    assert "Replications of the primary contrast** (2 root seeds: agree" in text
+    assert "| 1 | 3 | " in text  # root seed 1: 3 replicates
 
 
 @pytest.mark.parametrize("value", ["-1", "x", "1.5"])

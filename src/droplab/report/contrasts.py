@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
-from droplab.findings import CALLS, Contrast, Findings
+from droplab.findings import CALLS, Contrast, Findings, agreement
 from droplab.report.tables import fmt_p
 
 __all__ = [
+    "AGREEMENT_MEANING",
     "CALL_MEANING",
     "CALL_SYMBOL",
     "COLUMNS",
@@ -27,6 +29,7 @@ __all__ = [
     "first_sentence",
     "headline",
     "primary_details",
+    "replication_text",
     "rows",
     "short",
     "verdict_rest",
@@ -133,6 +136,24 @@ def first_sentence(text: str) -> str:
 
 #: shown beside the key number of a study not yet on the protocol (no called contrasts)
 OFF_PROTOCOL = "not yet on the protocol: one untuned recipe, no called contrast"
+
+
+#: what each :data:`droplab.findings.AGREEMENTS` value says about replications
+AGREEMENT_MEANING = {
+    "agree": "every root seed makes the same call",
+    "differ": "the calls differ but none rules out another's (a difference of power)",
+    "contradict": "one root seed's interval rules out another's call",
+}
+
+
+def replication_text(s: Any) -> str:
+    """``"2 root seeds: agree (every root seed makes the same call)"`` for a report
+    section with per-root-seed primary contrasts (``s.replications``)."""
+    n = len(s.replications)
+    if n < 2:
+        return f"{n} root seed{'s' * (n != 1)} analysable"
+    word = agreement(s.replications)
+    return f"{n} root seeds: {word} ({AGREEMENT_MEANING[word]})"
 
 
 def answer_text(f: Findings) -> str:

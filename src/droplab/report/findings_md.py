@@ -60,7 +60,7 @@ def _study(s: sections.Section, readings_dir: Path | None) -> list[str]:
         else:
             out += [f"_{markdown.escape(s.status_line())}_ `{s.command}`", ""]
     else:
-        out += markdown.headline(f)
+        out += markdown.headline(f) + markdown.replications(s)
         secondary = [c for c in f.contrasts if c is not f.primary]
         if secondary:
             out += [f"### Secondary contrasts ({len(secondary)})", ""]

@@ -24,6 +24,7 @@ from droplab.report.figures import Figure, slug
 from droplab.report.references import BIBLIOGRAPHY, resolve
 from droplab.report.sections import Section, unresolved_references
 from droplab.report.tables import format_frame
+from droplab.report.trials import seeds_text
 
 __all__ = ["page"]
 
@@ -86,6 +87,32 @@ def _primary(s: Section) -> str:
     return ""
 
 
+def _replications(s: Section) -> str:
+    """The primary contrast per root seed and how the calls relate ("" for one seed)."""
+    if not s.replications and not s.replication_errors:
+        return ""
+    rows = "".join(
+        f'<tr><td class="num">{_e(seeds_text(list(c.root_seeds)))}</td>'
+        f'<td class="num">{c.n_seeds}</td><td class="est">{_e(contrasts.estimate_ci(c))}</td>'
+        f"<td>{call_badge(c.call)}</td></tr>"
+        for c in s.replications
+    )
+    errors = "".join(f"<li>{_e(e)}</li>" for e in s.replication_errors)
+    return (
+        f'<p class="replication">Replications of the primary contrast: '
+        f"{_e(contrasts.replication_text(s))}</p>"
+        + (
+            '<div class="table-wrap"><table class="contrasts"><thead><tr>'
+            '<th class="num">Root seed</th><th class="num">Replicates</th>'
+            "<th>Primary contrast [95% CI]</th><th>Call</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+            if rows
+            else ""
+        )
+        + (f"<ul>{errors}</ul>" if errors else "")
+    )
+
+
 def _contrast_table(rows: list[tuple[str, ...]]) -> str:
     numeric = {3, 6}
     num = ' class="num"'
@@ -127,7 +154,7 @@ def _notes(s: Section) -> list[str]:
 def _findings(s: Section) -> list[str]:
     f = s.findings
     h = ['<div class="answer">', f'<p class="answer-text">{_e(contrasts.answer_text(f))}</p>']
-    h += [_primary(s), "</div>"]
+    h += [_primary(s), _replications(s), "</div>"]
     rest = contrasts.verdict_rest(f)
     if rest:
         h.append(f'<p class="verdict-rest">{_e(rest)}</p>')

@@ -14,6 +14,7 @@ from droplab.report import contrasts
 from droplab.report.references import BIBLIOGRAPHY, resolve
 from droplab.report.sections import Section, unresolved_references
 from droplab.report.tables import format_frame
+from droplab.report.trials import seeds_text
 
 __all__ = [
     "cell",
@@ -85,6 +86,26 @@ def headline(f: Findings) -> list[str]:
     return out
 
 
+def replications(s: Section) -> list[str]:
+    """The primary contrast per root seed (independent replications) and how their calls
+    relate (:func:`droplab.findings.agreement`); nothing for a single root seed."""
+    if not s.replications and not s.replication_errors:
+        return []
+    out = [f"**Replications of the primary contrast** ({contrasts.replication_text(s)})", ""]
+    if s.replications:
+        out += [
+            "| Root seed | Replicates | Primary contrast [95% CI] | Call |",
+            "|--:|--:|---|---|",
+        ]
+        out += [
+            f"| {seeds_text(list(c.root_seeds))} | {c.n_seeds} | "
+            f"{cell(contrasts.estimate_ci(c))} | {_call(c.call)} |"
+            for c in s.replications
+        ]
+    out += [f"- _{escape(e)}_" for e in s.replication_errors]
+    return [*out, ""]
+
+
 def fenced(text: str) -> str:
     """A code block whose fence is longer than any backtick run inside (so text can't end it)."""
     runs = [len(m) for m in re.findall(r"`+", text)]
@@ -126,7 +147,7 @@ def _summary(sections: Sequence[Section]) -> list[str]:
 
 def _findings(s: Section) -> list[str]:
     f = s.findings
-    out = headline(f)
+    out = headline(f) + replications(s)
     if s.key_figure is not None:
         out += [f"![{escape(s.key_figure.name)}]({s.key_figure.filename})", ""]
     out += [f"_Figure failed: {escape(err)}_\n" for err in s.figure_errors]

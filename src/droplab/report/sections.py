@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from droplab.findings import Findings
+from droplab.findings import Contrast, Findings
 from droplab.report import figures as _figures
 from droplab.report import style, trials
 from droplab.report.references import resolve
@@ -60,6 +60,9 @@ class Section:
     root_seeds: list[int] = field(default_factory=list)  # of the finished trials
     provenance: str = ""  # code version(s) and thread count(s) of the finished trials
     mixed: str = ""  # the warning when those are not one code version and one thread count
+    #: with two or more root seeds: the primary contrast of each root seed's trials alone
+    replications: list[Contrast] = field(default_factory=list)
+    replication_errors: list[str] = field(default_factory=list)  # root seeds not analysable
 
     @property
     def state_text(self) -> str:
@@ -232,6 +235,10 @@ def _section(
         return section
 
     section.findings = findings
+    if findings.primary is not None and len(section.root_seeds) > 1:
+        section.replications, section.replication_errors = _replications(
+            study, frame, section.root_seeds
+        )
     section.state = "partial" if section.n_failed or section.n_other else "done"
     if findings.question and not section.question:
         section.question = str(findings.question)
@@ -242,6 +249,27 @@ def _section(
     else:
         _figures.discard(findings.figures)
     return section
+
+
+def _replications(
+    study: Any, frame: pd.DataFrame, seeds: list[int]
+) -> tuple[list[Contrast], list[str]]:
+    """The primary contrast of each root seed's trials analysed alone (an independent
+    replication each), and one line per root seed whose analysis failed or gave no
+    primary contrast (e.g. too few finished replicates): the pooled call still stands."""
+    out: list[Contrast] = []
+    errors: list[str] = []
+    for seed in seeds:
+        try:
+            primary = study.analyze(trials.root_rows(frame, seed)).primary
+        except Exception as err:  # reported beside the pooled findings, not raised
+            errors.append(f"root seed {seed}: {type(err).__name__}: {err}")
+            continue
+        if primary is None:
+            errors.append(f"root seed {seed}: no primary contrast")
+        else:
+            out.append(primary)
+    return out, errors
 
 
 def _failed_lines(frame: pd.DataFrame, preset: str) -> list[str]:

@@ -139,6 +139,15 @@ def root_seeds(done: pd.DataFrame) -> list[int]:
     return sorted({int(s) if present(s) else 0 for s in done["root_seed"]})
 
 
+def root_rows(frame: pd.DataFrame, seed: int | None) -> pd.DataFrame:
+    """The rows of root seed ``seed`` (a trial without a ``root_seed`` is root seed 0);
+    every row for None."""
+    if seed is None or frame.empty:
+        return frame
+    roots = frame["root_seed"].fillna(0) if "root_seed" in frame.columns else 0
+    return frame[roots == seed].reset_index(drop=True)
+
+
 def seeds_text(seeds: list[int]) -> str:
     """``[0, 1, 2, 3, 7]`` -> ``"0–3, 7"``; ``[]`` -> ``"none"``."""
     if not seeds:
