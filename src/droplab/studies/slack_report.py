@@ -77,7 +77,8 @@ def figures(drop: pd.DataFrame, none: pd.DataFrame) -> dict[str, Any]:
             if xs:
                 style.band(ax, xs, ms, los, his, color=style.color(i), label=f"tuned {arm}")
         ax.set(xlabel=xlabel, ylabel="accuracy retained above chance (%)")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     figs = {"robustness": fig}
 
     fig, ax = style.figure(width=5.6, height=3.6)
@@ -89,12 +90,13 @@ def figures(drop: pd.DataFrame, none: pd.DataFrame) -> dict[str, Any]:
             ax.plot(
                 np.array(QUANTILES) * 100, np.mean(q, 0), color=style.color(i), label=f"tuned {arm}"
             )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.set(
         xlabel="unit rank (percentile)",
         ylabel="importance / layer mean",
         yscale="log",
         title="hidden-unit importance ||w_in||·||w_out||, mean over replicates",
     )
-    ax.legend(fontsize=8)
     figs["importance_profile"] = fig
     return figs
