@@ -88,6 +88,7 @@ def _synthetic(tmp_path, cv_shift, *, spread=0.005, trap=False) -> pd.DataFrame:
             "val_error": 0.05,
             "val_loss": 0.2,
             "unit_cv": cv,
+            "unit_cv_act": cv,
             "slack_units": 0.02,
             "dead_units": 0.01,
             "frac_small_rel": 0.08,
@@ -144,7 +145,15 @@ def frame(tmp_path_factory) -> pd.DataFrame:
 
 
 def test_quick_preset_runs_end_to_end(frame):
-    for col in ("unit_cv", "slack_units", "prune_ret", "least_ret", "random_ret", "acc0"):
+    for col in (
+        "unit_cv",
+        "unit_cv_act",
+        "slack_units",
+        "prune_ret",
+        "least_ret",
+        "random_ret",
+        "acc0",
+    ):
         assert frame[col].notna().all(), col
     # the unpruned accuracy measured here is the trainer's test accuracy of the same weights
     assert np.allclose(frame["acc0"], 1.0 - frame["test_error"], atol=1e-6)

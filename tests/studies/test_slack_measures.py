@@ -31,6 +31,21 @@ def test_unit_importance_is_the_product_of_in_and_out_norms():
         M.unit_importance(nn.Sequential(nn.Linear(3, 2)))
 
 
+def test_activation_importance_is_rms_activation_times_out_norm_and_zero_when_dead():
+    net = _net(4)
+    x = torch.randn(50, 5, generator=torch.Generator().manual_seed(1))
+    acts = M.hidden_activations(net, x)
+    a = M.activation_importance(net, acts)
+    w1 = net[2].weight.detach().double()
+    for j in range(7):
+        rms = float(acts[0][:, j].double().pow(2).mean().sqrt())
+        assert float(a[0][j]) == pytest.approx(rms * float(w1[:, j].norm()))
+    dead = [torch.zeros_like(acts[0]), acts[1]]
+    assert float(M.activation_importance(net, dead)[0].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="one"):
+        M.activation_importance(net, acts[:1])
+
+
 def test_unit_cv_is_zero_for_equal_units_and_scale_free():
     assert M.unit_cv([torch.ones(6, dtype=torch.float64)]) == 0.0
     q = torch.tensor([1.0, 3.0], dtype=torch.float64)  # mean 2, population std 1

@@ -46,7 +46,9 @@ and the theorem is about hidden-unit dropout.
 Data: every replicate a fresh data draw (``protocol.load_data``); standard: digits (8x8),
 an MLP of two hidden layers of 128; full: MNIST-1D n=3600, 256 x 256.
 
-Secondary contrasts (Holm): test error; the fraction of slack units (dead on every test
+Secondary contrasts (Holm): the CV of the data-dependent *activation importance*
+``rms_x(h_j) * ||w_out_j||`` (the form the regularizer takes for any activation, Arora,
+Bartlett, Mianjy & Srebro 2021; it sees dead units, which ``p_j`` does not), margin ±5 CV points; test error; the fraction of slack units (dead on every test
 input or importance below 1% of the layer's mean); the fraction of weights below 0.1 of
 their layer's rms (the note's "running to the ground", per weight); and three robustness
 measures normalized to each net's own unpruned accuracy above chance (mean retention over
@@ -178,8 +180,15 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
 
 # -- the analysis --------------------------------------------------------------------------
 
-#: secondary contrasts: (name, metric, what, scale); all in percentage points, margin 1
+#: secondary contrasts: (name, metric, what, scale); CVs in CV points (margin 5), the rest
+#: in percentage points (margin 1)
 SECONDARY = (
+    (
+        "unit_cv_act",
+        "unit_cv_act",
+        "CV of activation importance rms(h)·||w_out|| (x100)",
+        100.0,
+    ),
     ("test_error", "test_error", "test error", 100.0),
     (
         "slack_units",
@@ -214,13 +223,14 @@ def _contrasts(drop: pd.DataFrame, none: pd.DataFrame, roots: tuple[int, ...]) -
         )
     ]
     for name, metric, what, scale in SECONDARY:
+        cv = metric.startswith("unit_cv")
         out.append(
             compare(
                 name,
                 *P.paired(drop, none, metric),
                 metric=metric,
-                unit="points",
-                margin=DEFAULT_MARGINS["points"],
+                unit="CV %" if cv else "points",
+                margin=100 * CV_MARGIN if cv else DEFAULT_MARGINS["points"],
                 scale=scale,
                 description=f"tuned dropout − tuned none, {what}",
                 root_seeds=roots,
@@ -296,6 +306,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
         failed=failed,
         references=[
             "Mianjy, Arora & Vidal (2018). On the implicit bias of dropout. ICML.",
+            "Arora, Bartlett, Mianjy & Srebro (2021). Dropout: explicit forms and capacity control. ICML.",
             "srivastava2014",
             "Han, Pool, Tran & Dally (2015). Learning both weights and connections for efficient neural networks. NeurIPS.",
             "Morcos, Barrett, Rabinowitz & Botvinick (2018). On the importance of single directions for generalization. ICLR.",

@@ -12,7 +12,13 @@ the quantity whose spread dropout's induced regularizer penalizes: for a net wit
 hidden layer trained with dropout, Mianjy, Arora & Vidal (2018, "On the implicit bias of
 dropout", ICML) show the regularizer is ``(rate/keep) sum_j ||u_j||^2 ||v_j||^2`` (for
 whitened inputs), minimized at fixed ``sum_j p_j`` when every ``p_j`` is equal: dropout
-*equalizes* the units. The spread statistic is the coefficient of variation over the
+*equalizes* the units. For any activation, dropout on the last hidden layer under the
+squared loss adds exactly the variance of the masked sum, ``(rate/keep) sum_j
+||W_{l+1}[:, j]||^2 E_x[h_j(x)^2]`` (the data-dependent form of Arora, Bartlett, Mianjy &
+Srebro 2021, "Dropout: explicit forms and capacity control", ICML), so the **activation
+importance** ``a_j = rms_x(h_j(x)) * ||W_{l+1}[:, j]||`` is measured too: it equals
+``p_j`` for a linear layer on whitened inputs, and it is 0 for a dead ReLU, whose weights
+``p_j`` does not see. The spread statistic is the coefficient of variation over the
 units of a layer, ``CV_l = std_j(p_j) / mean_j(p_j)`` (population std), averaged over the
 hidden layers; it is unit-free and invariant to rescaling the whole net.
 
@@ -42,6 +48,7 @@ __all__ = [
     "QUANTILES",
     "ablate_units_",
     "accuracy",
+    "activation_importance",
     "coadaptation",
     "dead_units",
     "hidden_activations",
@@ -82,6 +89,20 @@ def unit_importance(net: nn.Module) -> list[torch.Tensor]:
     return [
         (a.weight.detach().norm(dim=1) * b.weight.detach().norm(dim=0)).double()
         for a, b in itertools.pairwise(lins)
+    ]
+
+
+def activation_importance(net: nn.Module, acts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per hidden layer l, ``a`` of shape (H_l,): ``rms_x(h_j) * ||W_{l+1}[:, j]||`` with
+    ``acts`` the hidden activations (n, H_l) of :func:`hidden_activations`."""
+    lins = linears(net)
+    if len(acts) != len(lins) - 1:
+        raise ValueError(
+            f"acts must hold one (n, H) per hidden layer ({len(lins) - 1}), got {len(acts)}"
+        )
+    return [
+        (h.double().pow(2).mean(0).sqrt() * nxt.weight.detach().double().norm(dim=0))
+        for h, nxt in zip(acts, lins[1:])
     ]
 
 
@@ -208,7 +229,8 @@ def measure(
         seed: seeds the random unit ablation (:data:`RANDOM_DRAWS` draws per fraction).
 
     Returns:
-        ``(metrics, curves)``. Metrics: ``unit_cv``, ``slack_units``, ``dead_units``,
+        ``(metrics, curves)``. Metrics: ``unit_cv``, ``unit_cv_act`` (the CV of
+        :func:`activation_importance`), ``slack_units``, ``dead_units``,
         ``frac_small_rel`` (weights below 0.1 of their layer's rms), ``coadapt``,
         ``acc0``, ``prune_ret_<f%>``, ``least_ret_<f%>``, ``random_ret_<f%>`` per fraction
         and their means ``prune_ret``, ``least_ret``, ``random_ret`` (retentions, 0-1).
@@ -224,6 +246,7 @@ def measure(
     acc0 = accuracy(net, x, y)
     metrics = {
         "unit_cv": unit_cv(p),
+        "unit_cv_act": unit_cv(activation_importance(net, acts)),
         "slack_units": slack_units(p, dead),
         "dead_units": sum(int(d.sum()) for d in dead) / sum(d.numel() for d in dead),
         "frac_small_rel": small / sum(w.numel() for w in ws),

@@ -18,6 +18,7 @@ __all__ = ["MEASURES", "arm_table", "figures"]
 MEASURES = {
     "test_error": ("test error (%)", 100.0),
     "unit_cv": ("CV of unit importance ||w_in||·||w_out||", 1.0),
+    "unit_cv_act": ("CV of activation importance rms(h)·||w_out||", 1.0),
     "slack_units": ("slack units (%)", 100.0),
     "dead_units": ("dead ReLUs on every test input (%)", 100.0),
     "frac_small_rel": ("weights < 0.1 rms of their layer (%)", 100.0),
