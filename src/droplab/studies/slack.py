@@ -1,4 +1,4 @@
-"""slack — do weights "slack out to zero" without dropout?
+"""slack — without dropout, do hidden units "slack out to zero"?
 
 Question (the research note):
     "When all weights are learned together, many of them slack out by just running to the
@@ -6,29 +6,56 @@ Question (the research note):
     drop-out, we have something of a built-in ensemble method when many sub-networks have
     to train in parallel."
 
-Grid. Per dataset, the same MLP trained with and without dropout (input 0.2, hidden 0.5,
-the note's recipe), on the same seeds: arm "dropout" and arm "none" of seed s share the
-initialization and the batch order, so every comparison is paired by seed.
+The precise version of that picture. A unit "contributes nothing" when its importance
+``p_j = ||w_in_j|| * ||w_out_j||`` (``studies.slack_measures``) is near zero. Mianjy,
+Arora & Vidal (2018) show that dropout on a hidden layer adds the regularizer
+``(rate/keep) sum_j p_j^2`` (one hidden layer, whitened inputs), which at a fixed total
+importance is smallest when every unit carries the same share: dropout *equalizes* the
+units, while nothing in plain training (and weight decay's ``sum ||w||^2``, which prefers
+few active units, i.e. low rank) does. So the note predicts a smaller spread of ``p_j``
+with dropout, and fewer units near zero.
 
-Training. Adam, cross-entropy, weights of the lowest-validation-loss epoch.
+Primary contrast: the coefficient of variation of the unit importances,
+``CV = std_j(p_j) / mean_j(p_j)`` per hidden layer, averaged over the layers, tuned
+dropout minus tuned none, on the validation-selected nets. Why this and not pruning
+robustness: (1) it is the quantity the theorem is about, with a signed prediction
+(dropout lowers it); (2) robustness to pruning has no signed prediction (a net with many
+slack units is *more* robust to removing its least important units, since they carry
+nothing, and less robust to random removal), so it is measured but as secondaries; (3) it
+is a property of the weights, free of test-set sampling noise, and invariant to rescaling
+the net (so weight decay's overall shrinkage does not enter). It is reported in percent
+(``unit="CV %"``, CV x 100), with the margin ±5 CV points (±0.05). At PyTorch's
+default initialization (uniform, ``±1/sqrt(fan_in)``) the CV of ``p_j`` is already about
+``0.45 sqrt(1/fan_in + 1/fan_out)``: 0.07 for the standard net's first hidden layer
+(64 in, 128 out), 0.15 for its second (128 in, 10 out), 0.11 on average (measured: 0.111
+± 0.006 over 20 initializations); a difference smaller than the spread that random initialization alone gives is not an equalization worth the
+name.
 
-Measurements (on the trained net in eval mode, test inputs):
+Arms (``studies.protocol``), the same budget each (``Budget.configs`` quasi-random
+configurations), AdamW, early stopping on validation error, the configuration with the
+lowest validation error is the arm's net (never the test set):
 
-- weight magnitudes of every linear layer: the fraction of weights with ``|w| < 0.01``
-  (absolute: "run to the ground"), the fraction with ``|w| < 0.1 rms(W)`` (relative to the
-  layer's own scale, since dropout changes the scale of the weights), and a histogram of
-  ``log10 |w|``;
-- dead ReLUs: hidden units that output 0 on every test input;
-- the pruning curve: test accuracy after zeroing the smallest-magnitude fraction ``f`` of
-  each layer's weights (layer-wise magnitude pruning, no retraining);
-- co-adaptation: the mean absolute Pearson correlation between the activations of pairs
-  of (non-constant) hidden units of a layer over the test inputs, averaged over layers.
+- ``none``: learning rate ``LogUniform(1e-3, 1e-2)`` and decoupled weight decay
+  ``LogUniform(1e-5, 1e-1)``;
+- ``dropout``: the same plus a hidden rate ``Uniform(0.1, 0.7)``.
 
-Analysis. Means with 95% Student-t CIs over seeds per arm, and the paired difference
-dropout - none with its 95% CI.
+Max-norm, part of the protocol's usual space (``protocol.TUNE``), is left out of both:
+it caps every unit's ``||w_in||`` and so compresses the very spread measured here by
+construction. Input dropout is left out: the claim is about hidden units (sub-networks),
+and the theorem is about hidden-unit dropout.
 
-Verdict. Whether the data show more near-zero weights, more dead units and a cheaper
-pruning without dropout, and the co-adaptation difference.
+Data: every replicate a fresh data draw (``protocol.load_data``); standard: digits (8x8),
+an MLP of two hidden layers of 128; full: MNIST-1D n=3600, 256 x 256.
+
+Secondary contrasts (Holm): the CV of the data-dependent *activation importance*
+``rms_x(h_j) * ||w_out_j||`` (the form the regularizer takes for any activation, Arora,
+Bartlett, Mianjy & Srebro 2021; it sees dead units, which ``p_j`` does not), margin ±5 CV points; test error; the fraction of slack units (dead on every test
+input or importance below 1% of the layer's mean); the fraction of weights below 0.1 of
+their layer's rms (the note's "running to the ground", per weight); and three robustness
+measures normalized to each net's own unpruned accuracy above chance (mean retention over
+the fractions): magnitude pruning, removal of the least important units, removal of
+random units. Percentages have the margin ±1 point (``stats.DEFAULT_MARGINS``: retention
+times the unpruned accuracy is accuracy, whose margin is 1 point).
 """
 
 from __future__ import annotations
@@ -36,368 +63,259 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from droplab.findings import Findings
-from droplab.store import canonical_json
+from droplab.findings import Contrast, Findings
+from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
-from droplab.studies.stats import fmt_ci, mean_ci, paired_ci
+from droplab.studies.slack_measures import measure
+from droplab.studies.slack_report import arm_table, figures
+from droplab.studies.stats import DEFAULT_MARGINS, adjust, compare
 
-__all__ = [
-    "ARMS",
-    "PRESETS",
-    "PRUNE_FRACTIONS",
-    "QUESTION",
-    "STUDY",
-    "analyze",
-    "coadaptation",
-    "dead_fraction",
-    "prune_",
-    "trials",
-]
+__all__ = ["ARMS", "CV_MARGIN", "PRESETS", "QUESTION", "STUDY", "analyze", "run_group", "trials"]
 
 QUESTION = (
     "When all weights are learned together, many of them slack out by just running to the "
     "ground (zero), and not contributing to anything (would have to be pruned). Does "
-    "dropout prevent that?"
+    "dropout, where many sub-networks train in parallel, prevent that?"
 )
-#: arm -> (input rate, hidden rate)
-ARMS = {"none": (0.0, 0.0), "dropout": (0.2, 0.5)}
-PRUNE_FRACTIONS = (0.0, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-HIST_EDGES = np.linspace(-6.0, 1.0, 57)  # bins of log10 |w|
 
-# -- the grid -----------------------------------------------------------------------------------
+#: the equivalence margin of the primary contrast (CV is unit-free; see the docstring)
+CV_MARGIN = 0.05
+
+_SPACE = {k: v for k, v in P.TUNE.items() if k != "max_norm"}
+ARMS: dict[str, P.Arm] = {
+    "none": P.Arm("none", "tuned, no dropout", _SPACE),
+    "dropout": P.Arm(
+        "dropout", "tuned, hidden dropout", {**_SPACE, "hidden_rate": P.Uniform(0.1, 0.7)}
+    ),
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "seeds": [0, 1, 2],
-        "nets": [("digits", [64])],
-        "epochs": 8,
-        "batch_size": 64,
-        "lr": 2e-3,
+        "budget": P.BUDGETS["quick"],
+        "dataset": "digits",
+        "n_train": 600,
+        "widths": (64, 64),
     },
+    # digits: members stop early after 500-1060 steps (none of the standard runs hit the cap);
+    # a 1500-step cap keeps the study at ~25 s of CPU with the protocol's 10 x 2 budget
     "standard": {
-        "seeds": [0, 1, 2, 3, 4],
-        "nets": [("mnist1d", [256, 256]), ("digits", [256, 256])],
-        "epochs": 40,
-        "batch_size": 100,
-        "lr": 3e-3,
+        "budget": P.Budget(seeds=10, configs=2, max_steps=1500, eval_steps=50, patience_steps=400),
+        "dataset": "digits",
+        "n_train": 1200,
+        "widths": (128, 128),
     },
     "full": {
-        "seeds": list(range(10)),
-        "nets": [("mnist1d", [512, 512]), ("digits", [512, 512]), ("mnist1d", [1024, 1024])],
-        "epochs": 150,
-        "batch_size": 100,
-        "lr": 1e-3,
+        "budget": P.BUDGETS["full"],
+        "dataset": "mnist1d",
+        "n_train": 3600,
+        "widths": (256, 256),
     },
 }
 
 
-def trials(preset: str) -> list[Trial]:
-    """One trial per (net, arm, seed)."""
+def trials(preset: str, *, seed: int = 0) -> list[Trial]:
+    """Replicates x arms x configurations of ``preset`` for root seed ``seed``."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     p = PRESETS[preset]
-    out = []
-    for dataset, widths in p["nets"]:
-        for arm in ARMS:
-            config = {
-                "dataset": dataset,
-                "widths": list(widths),
-                "arm": arm,
-                "epochs": p["epochs"],
-                "batch_size": p["batch_size"],
-                "lr": p["lr"],
-                "data_seed": 0,
-            }
-            out += [Trial("slack", config, seed, preset) for seed in p["seeds"]]
-    return out
+    cell = P.Cell(p["dataset"], p["n_train"], p["widths"], tuple(ARMS))
+    return P.expand("slack", preset, seed, ARMS, [cell], p["budget"])
 
 
-def group_key(trial: Trial) -> str:
-    """Both arms and all seeds of one net train together (the rates are per member)."""
-    return trial.preset + canonical_json({k: v for k, v in trial.config.items() if k != "arm"})
-
-
-# -- measurements -----------------------------------------------------------------------------------
-
-
-def _linears(module: nn.Module) -> list[nn.Linear]:
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
-
-
-def hidden_activations(module: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The output of every activation layer of a Sequential MLP in eval mode: ``(n, H_l)``."""
-    acts, h = [], x
-    with torch.no_grad():
-        for layer in module.children():
-            h = layer(h)
-            if isinstance(layer, (nn.ReLU, nn.Tanh, nn.GELU, nn.ELU, nn.SELU, nn.Sigmoid)):
-                acts.append(h)
-    return acts
-
-
-def dead_fraction(acts: list[torch.Tensor]) -> float:
-    """Fraction of hidden units (all layers) whose activation is 0 on every input."""
-    dead = sum(int((a <= 0).all(0).sum()) for a in acts)
-    return dead / sum(a.shape[1] for a in acts)
-
-
-def coadaptation(acts: list[torch.Tensor]) -> float:
-    """Mean over layers of the mean |Pearson correlation| over pairs of non-constant units.
-
-    For a layer's activations ``A`` (n, H): standardize each live column, ``R = Z^T Z / n``
-    (H', H'), and average ``|R_ij|`` over ``i < j``.
-    """
-    vals = []
-    for a in acts:
-        a = a.double()
-        a = a[:, a.std(0) > 1e-8]  # (n, H') live units
-        if a.shape[1] < 2:
-            continue
-        z = (a - a.mean(0)) / a.std(0, unbiased=False)
-        r = (z.T @ z) / a.shape[0]  # (H', H')
-        iu = torch.triu_indices(r.shape[0], r.shape[1], offset=1)
-        vals.append(float(r[iu[0], iu[1]].abs().mean()))
-    return float(np.mean(vals)) if vals else math.nan
-
-
-@torch.no_grad()
-def prune_(module: nn.Module, fraction: float) -> None:
-    """Zero the ``fraction`` smallest-|w| weights of every linear layer (in place)."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
-    for lin in _linears(module):
-        w = lin.weight
-        k = round(fraction * w.numel())
-        if k == 0:
-            continue
-        cut = w.abs().flatten().kthvalue(k).values
-        w.masked_fill_(w.abs() <= cut, 0.0)
-
-
-def measure(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
-    """All measurements of one trained net: ``(metrics, curves)``."""
-    ws = [lin.weight.detach().flatten() for lin in _linears(module)]
-    w_all = torch.cat(ws).abs()
-    small_rel = sum(int((w.abs() < 0.1 * w.pow(2).mean().sqrt()).sum()) for w in ws)
-    metrics = {
-        "frac_small_abs": float((w_all < 0.01).float().mean()),
-        "frac_small_rel": small_rel / w_all.numel(),
-        "w_abs_median": float(w_all.median()),
-        "w_rms": float(w_all.pow(2).mean().sqrt()),
-    }
-    acts = hidden_activations(module, x)
-    metrics["dead_frac"] = dead_fraction(acts)
-    metrics["coadapt"] = coadaptation(acts)
-    hist, _ = np.histogram(np.log10(w_all.clamp_min(1e-12).numpy()), bins=HIST_EDGES)
-    curves = {"hist_log10_abs_w": (hist / hist.sum()).tolist()}
-    state = {k: v.clone() for k, v in module.state_dict().items()}
-    for f in PRUNE_FRACTIONS:
-        prune_(module, f)
-        with torch.no_grad():
-            acc = float((module(x).argmax(-1) == y).float().mean())
-        metrics[f"prune_acc_{round(f * 100)}"] = acc
-        module.load_state_dict(state)
-    return metrics, curves
-
-
-# -- the training -------------------------------------------------------------------------------------
+# -- the training --------------------------------------------------------------------------
 
 
 def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
-    """Train both arms and all seeds of one net in one batched fit, then measure each net."""
-    from droplab import data as dl_data
+    """Train one replicate (both arms, every configuration) as one fit, then measure each
+    member's selected net on the replicate's test split (``slack_measures.measure``).
+
+    The training is ``protocol.run_fit``'s; it is repeated here because ``run_fit`` does
+    not hand back the trained modules.
+    """
     from droplab.models import ModelSpec
     from droplab.train import MemberConfig, TrainConfig, fit
 
     c = group[0].config
-    ds = dl_data.load(c["dataset"], seed=c["data_seed"])
-    members = []
-    for t in group:
-        inp, hid = ARMS[t.config["arm"]]
-        members.append(MemberConfig(seed=t.seed, input_rate=inp, hidden_rate=hid))
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"])
+    seed = group[0].seed
+    ds = P.load_data(c["dataset"], seed, c["n_train"], c.get("pool"))
+    r = P.recipe(c)
+    cfg = TrainConfig(
+        epochs=r["epochs"],
+        batch_size=c["batch_size"],
+        optimizer="adamw",
+        eval_every=r["eval_every"],
+        patience=r["patience"],
+        select="val_acc",
+        curve_splits=("val",),
+    )
+    members = [
+        MemberConfig(
+            seed=t.seed,
+            input_rate=t.config["input_rate"],
+            hidden_rate=t.config["hidden_rate"],
+            lr=t.config["lr"],
+            weight_decay=t.config["weight_decay"],
+            max_norm=t.config["max_norm"],
+        )
+        for t in group
+    ]
     result = fit(ModelSpec("mlp", widths=tuple(c["widths"])), ds, members, cfg, device=device)
+    finite = [math.isfinite(m.metrics.get("val_loss", math.nan)) for m in result.members]
+    if not any(finite):
+        raise FloatingPointError(f"the loss is not finite for all {len(group)} members")
     x, y = ds.x_test.cpu(), ds.y_test.cpu()
     out = []
-    for k in range(len(group)):
-        metrics, curves = measure(result.module(k).cpu(), x, y)
-        metrics.update(result.members[k].metrics)
+    for k, (m, ok) in enumerate(zip(result.members, finite)):
+        metrics = dict(m.metrics)
+        metrics["epochs_cap"] = float(r["epochs"])
+        metrics["diverged"] = float(not ok)  # selection ranks a diverged member last
+        curves = dict(m.curves)
+        if ok:
+            extra, extra_curves = measure(result.module(k).cpu(), x, y, ds.n_outputs, seed)
+            metrics.update(extra)
+            curves.update(extra_curves)
         out.append({"metrics": metrics, "curves": curves})
     return out
 
 
-# -- the analysis -----------------------------------------------------------------------------------
+# -- the analysis --------------------------------------------------------------------------
 
-#: metric -> (label, scale)
-MEASURES = {
-    "test_acc": ("test accuracy (%)", 100.0),
-    "frac_small_abs": ("weights |w| < 0.01 (%)", 100.0),
-    "frac_small_rel": ("weights |w| < 0.1 rms (%)", 100.0),
-    "w_rms": ("rms |w|", 1.0),
-    "dead_frac": ("dead ReLUs (%)", 100.0),
-    "coadapt": ("mean |corr| of hidden units", 1.0),
-    "prune_auc": ("mean accuracy over the pruning curve (%)", 100.0),
-}
+#: secondary contrasts: (name, metric, what, scale); CVs in CV points (margin 5), the rest
+#: in percentage points (margin 1)
+SECONDARY = (
+    (
+        "unit_cv_act",
+        "unit_cv_act",
+        "CV of activation importance rms(h)·||w_out|| (x100)",
+        100.0,
+    ),
+    ("test_error", "test_error", "test error", 100.0),
+    (
+        "slack_units",
+        "slack_units",
+        "slack units (dead, or importance < 1% of the layer mean)",
+        100.0,
+    ),
+    ("small_weights", "frac_small_rel", "weights below 0.1 of their layer's rms", 100.0),
+    ("prune", "prune_ret", "accuracy retained under magnitude pruning (50-95%)", 100.0),
+    (
+        "least_units",
+        "least_ret",
+        "accuracy retained after removing the least important units (25-90%)",
+        100.0,
+    ),
+    ("random_units", "random_ret", "accuracy retained after removing random units (25-90%)", 100.0),
+)
 
 
-def _paired_frame(g: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
-    wide = g.pivot_table(index="seed", columns="arm", values=col).dropna()
-    return wide["dropout"].to_numpy(), wide["none"].to_numpy()
+def _contrasts(drop: pd.DataFrame, none: pd.DataFrame, roots: tuple[int, ...]) -> list[Contrast]:
+    out = [
+        compare(
+            "unit_cv",
+            *P.paired(drop, none, "unit_cv"),
+            primary=True,
+            metric="unit_cv",
+            unit="CV %",
+            margin=100 * CV_MARGIN,
+            scale=100.0,
+            description="tuned dropout − tuned none, CV of unit importance ||w_in||·||w_out|| (x100)",
+            root_seeds=roots,
+        )
+    ]
+    for name, metric, what, scale in SECONDARY:
+        cv = metric.startswith("unit_cv")
+        out.append(
+            compare(
+                name,
+                *P.paired(drop, none, metric),
+                metric=metric,
+                unit="CV %" if cv else "points",
+                margin=100 * CV_MARGIN if cv else DEFAULT_MARGINS["points"],
+                scale=scale,
+                description=f"tuned dropout − tuned none, {what}",
+                root_seeds=roots,
+            )
+        )
+    return adjust(out)
 
 
-def effect_table(d: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, measure): mean per arm with CI, and dropout - none paired by seed."""
-    rows = []
-    prune_cols = sorted(
-        (c for c in d.columns if c.startswith("prune_acc_")), key=lambda c: int(c.rsplit("_", 1)[1])
+def _answer(primary: Contrast, drop: pd.DataFrame, none: pd.DataFrame) -> str:
+    """One sentence from the primary contrast, in the calls' own words."""
+    levels = (
+        f"CV {100 * none['unit_cv'].mean():.0f}% without, {100 * drop['unit_cv'].mean():.0f}% "
+        "with dropout"
     )
-    measures = dict(MEASURES)
-    for c in prune_cols:
-        measures.setdefault(c, (f"accuracy after pruning {c.rsplit('_', 1)[1]}% (%)", 100.0))
-    for dataset, g in d.groupby("dataset", sort=False):
-        for col, (label, scale) in measures.items():
-            if col not in g:
-                continue
-            row: dict[str, Any] = {"dataset": dataset, "measure": label, "key": col}
-            for arm in ARMS:
-                m, lo, hi = mean_ci(g.loc[g["arm"] == arm, col].to_numpy() * scale)
-                row.update({arm: m, f"{arm}_lo": lo, f"{arm}_hi": hi})
-            a, b = _paired_frame(g, col)
-            m, lo, hi = paired_ci(a * scale, b * scale)
-            row.update({"dropout_minus_none": m, "diff_lo": lo, "diff_hi": hi})
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _figures(d: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
-    from droplab.report import style
-
-    datasets = list(dict.fromkeys(d["dataset"]))
-    figs = {}
-    fig, axes = style.figure(ncols=len(datasets), width=4.8 * len(datasets), height=3.3)
-    for ax, ds in zip(np.atleast_1d(axes), datasets):
-        t = table[(table["dataset"] == ds) & table["key"].str.startswith("prune_acc_")].copy()
-        t["f"] = t["key"].str.rsplit("_", n=1).str[1].astype(int)
-        t = t.sort_values("f")
-        for i, arm in enumerate(ARMS):
-            style.band(
-                ax,
-                t["f"],
-                t[arm],
-                t[f"{arm}_lo"],
-                t[f"{arm}_hi"],
-                color=style.color(i),
-                label=f"{arm}",
-            )
-        ax.set(xlabel="weights pruned per layer (%)", ylabel="test accuracy (%)", title=ds)
-        ax.legend()
-    figs["pruning_curve"] = fig
-
-    fig, axes = style.figure(ncols=len(datasets), width=4.8 * len(datasets), height=3.3)
-    centers = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
-    for ax, ds in zip(np.atleast_1d(axes), datasets):
-        for i, arm in enumerate(ARMS):
-            rows = d[(d["dataset"] == ds) & (d["arm"] == arm)]
-            hists = np.array(
-                [c["hist_log10_abs_w"] for c in rows["curves"] if "hist_log10_abs_w" in c]
-            )
-            if len(hists) == 0:
-                continue
-            ax.plot(centers, hists.mean(0), color=style.color(i), label=arm)
-        ax.set(xlabel="log10 |w|", ylabel="fraction of weights", title=ds)
-        ax.legend()
-    figs["weight_magnitudes"] = fig
-    return figs
+    ci = f"{primary.estimate:+.1f} [{primary.ci_low:+.1f}, {primary.ci_high:+.1f}] CV points"
+    what = "the spread of hidden-unit importance ||w_in||·||w_out||"
+    if primary.call in ("lowers", "raises"):
+        return f"Tuned dropout {primary.call} {what} against tuned no-dropout ({ci}; {levels})."
+    if primary.call == "equivalent":
+        return (
+            f"Tuned dropout is equivalent within ±{primary.margin:g} CV points to tuned "
+            f"no-dropout in "
+            f"{what} ({ci}; {levels})."
+        )
+    return (
+        f"Tuned dropout's effect on {what} is inconclusive ({ci}, detectable "
+        f"{primary.mde:.1f}; {levels})."
+    )
 
 
 def analyze(frame: pd.DataFrame) -> Findings:
-    """Near-zero weights, dead units, pruning robustness and co-adaptation, by arm."""
-    d = frame[frame["status"] == "finished"].reset_index(drop=True)
-    failed = [
-        f"{r.dataset} {r.arm} seed {r.seed}: {r.status} {r.error}"
-        for r in frame[frame["status"] != "finished"].itertuples()
-    ]
-    if d.empty:
+    """Unit-importance spread, slack units and normalized pruning/ablation, by tuned arm."""
+    done = frame[frame["status"] == "finished"] if len(frame) else frame
+    failed = P.failed_lines(frame) if len(frame) else []
+    stale: list[str] = []
+    if not done.empty:
+        preset = str(done["preset"].iloc[0])
+        budget = PRESETS[preset]["budget"] if preset in PRESETS else None
+        if budget is not None:
+            done, stale = P.current(done, budget)
+    if done.empty:
         return Findings("slack", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed)
-    prune_cols = [c for c in d.columns if c.startswith("prune_acc_")]
-    d = d.assign(prune_auc=d[prune_cols].mean(axis=1))  # mean accuracy over the fractions
-    table = effect_table(d)
-
-    def fmt(r: pd.DataFrame, key: str, digits: int = 1, unit: str = "%") -> str:
-        x = r.loc[key]
-        diff = fmt_ci(x["dropout_minus_none"], x["diff_lo"], x["diff_hi"], digits=digits)
-        pts = " pts" if unit == "%" else ""
-        return (
-            f"{x['none']:.{digits}f}{unit} without vs {x['dropout']:.{digits}f}{unit} with "
-            f"dropout (diff {diff}{pts})"
-        )
-
-    parts, n = [], 0
-    count = {"abs": 0, "rel": 0, "dead": 0, "coadapt": 0}  # significant, in the note's direction
-    key_number = ""
-    for ds, t in table.groupby("dataset", sort=False):
-        r = t.set_index("key")
-        n += 1
-        # dropout - none CI entirely below 0: significantly more slack without dropout
-        for name, key in (
-            ("abs", "frac_small_abs"),
-            ("rel", "frac_small_rel"),
-            ("dead", "dead_frac"),
-            ("coadapt", "coadapt"),
-        ):
-            count[name] += bool(r.loc[key, "diff_hi"] < 0)
-        parts.append(
-            f"{ds}: weights |w| < 0.01 {fmt(r, 'frac_small_abs')}, |w| < 0.1 rms "
-            f"{fmt(r, 'frac_small_rel')}, dead ReLUs {fmt(r, 'dead_frac')}, mean accuracy over "
-            f"the pruning curve {fmt(r, 'prune_auc')}, co-adaptation |corr| "
-            f"{fmt(r, 'coadapt', 3, '')}"
-        )
-        if not key_number:
-            x = r.loc["prune_auc"]
-            key_number = (
-                f"{ds}: mean accuracy over the pruning curve, dropout - none: "
-                f"{fmt_ci(x['dropout_minus_none'], x['diff_lo'], x['diff_hi'], digits=1)} pts"
-            )
-    rel, other = count["rel"], count["abs"] + count["dead"]
-    word = "holds" if rel == n else "holds only partly" if rel or other else "does not hold"
-    lead = (
-        f"The note's picture {word}: without dropout, significantly more weights are "
-        f"near zero relative to their layer's scale (|w| < 0.1 rms) in {rel} of {n} datasets, "
-        f"in absolute terms (|w| < 0.01) in {count['abs']} of {n}, and more ReLUs are dead in "
-        f"{count['dead']} of {n}; dropout lowers the co-adaptation of hidden units in "
-        f"{count['coadapt']} of {n}"
-    )
-    verdict = f"{lead}. " + "; ".join(parts) + "."
-    x = d.iloc[0]
+    drop, none = P.tuned(done, ["dropout"]), P.tuned(done, ["none"])
+    roots = P.root_seeds(done)
+    contrasts = _contrasts(drop, none, roots)
+    primary = contrasts[0]
+    answer = _answer(primary, drop, none)
+    lines = [f"{c.description}: {c.short()}" for c in contrasts]
+    chosen = drop["hidden_rate"].astype(float)
     method = (
-        f"Data: {', '.join(dict.fromkeys(d['dataset']))} (droplab.data, split data_seed 0). "
-        f"Model: MLPs {', '.join(sorted({str(tuple(w)) for w in d['widths']}))} (ReLU); arm "
-        f"'dropout' = input {ARMS['dropout'][0]:g}, hidden {ARMS['dropout'][1]:g} (inverted), "
-        f"arm 'none' = no dropout, same member seed (initialization and batch order). "
-        f"Training: Adam lr {x.lr:g}, batch {x.batch_size}, {x.epochs} epochs, weights of the "
-        f"lowest-validation-loss epoch. Measurements on the test inputs in eval mode; pruning "
-        f"is layer-wise by |w|, without retraining. Seeds: {d['seed'].nunique()}. CIs: 95% "
-        f"Student-t over seeds; dropout - none paired by seed."
+        f"{done['dataset'].iloc[0]}, n={int(done['n_train'].iloc[0])}, a fresh data draw per "
+        f"replicate; MLP {tuple(done['widths'].iloc[0])} (ReLU); {primary.n_seeds} replicates, "
+        f"root seeds {', '.join(map(str, roots))}. Each arm tuned with "
+        f"{int(done['config'].max()) + 1} quasi-random configurations (learning rate, AdamW "
+        f"weight decay; dropout also its hidden rate, chosen {chosen.mean():.2f} on average "
+        f"[{chosen.min():.2f}-{chosen.max():.2f}]); up to {int(done['max_steps'].iloc[0])} "
+        f"steps of batch {int(done['batch_size'].iloc[0])}, early stopping after "
+        f"{int(done['patience_steps'].iloc[0])} steps without a better validation error; the "
+        f"lowest validation error selects. Measurements on the selected nets, test split, "
+        f"eval mode, no retraining; retention = (acc - chance) / (unpruned acc - chance). "
+        f"CIs: 95% paired t over replicates; calls per docs/statistics.md (CV margin "
+        f"±{100 * CV_MARGIN:g} CV points, percentages ±1 point; secondaries Holm-adjusted)."
     )
     return Findings(
         study="slack",
         question=QUESTION,
-        verdict=verdict,
-        key_number=key_number,
-        table=table,
-        figures=_figures(d, table),
+        verdict=answer + " " + "; ".join(lines[1:]) + ".",
+        key_number=primary.short(),
+        table=pd.DataFrame([c.to_dict() for c in contrasts]),
+        figures=figures(drop, none),
         method=method,
+        extra_tables={"measurements per tuned arm (mean [95% CI])": arm_table(drop, none)},
         failed=failed,
         references=[
-            "Srivastava et al. (2014). Dropout: a simple way to prevent neural networks from overfitting. JMLR 15 (sec. 7.1: sparser, less co-adapted features).",
-            "Hinton et al. (2012). Improving neural networks by preventing co-adaptation of feature detectors. arXiv:1207.0580.",
+            "Mianjy, Arora & Vidal (2018). On the implicit bias of dropout. ICML.",
+            "Arora, Bartlett, Mianjy & Srebro (2021). Dropout: explicit forms and capacity control. ICML.",
+            "srivastava2014",
             "Han, Pool, Tran & Dally (2015). Learning both weights and connections for efficient neural networks. NeurIPS.",
-            "Gomez et al. (2019). Learning sparse networks using targeted dropout. arXiv:1905.13678.",
-            "Lu et al. (2019). Dying ReLU and initialization: theory and numerical examples. arXiv:1903.06733.",
+            "Morcos, Barrett, Rabinowitz & Botvinick (2018). On the importance of single directions for generalization. ICLR.",
         ],
+        answer=answer,
+        contrasts=contrasts,
+        notes=P.cap_note(done, "slack") + stale,
     )
 
 
@@ -407,9 +325,11 @@ STUDY = Study(
     trials=trials,
     run_group=run_group,
     analyze=analyze,
-    group_key=group_key,
+    group_key=P.group_key,
     description=(
-        "With vs without dropout: weight magnitudes, dead ReLUs, magnitude-pruning curve and "
-        "co-adaptation of hidden units, paired by seed."
+        "Tuned dropout vs tuned no-dropout, equal budgets, fresh data per replicate: the "
+        "spread of hidden-unit importance ||w_in||·||w_out|| (Mianjy et al. 2018), slack "
+        "units, and pruning / unit-ablation curves normalized to each net's own accuracy."
     ),
+    seeded=True,
 )
