@@ -8,10 +8,21 @@ exact bytes that go into sha256.
 
 from __future__ import annotations
 
+import ast
+import doctest
+import pickle
+from pathlib import Path
+
 import pytest
 
+import droplab.store
+import droplab.store.identity
+import droplab.studies.base
 from droplab.store import config_hash
-from droplab.studies.base import Trial, default_group_key
+from droplab.store.identity import Trial
+from droplab.studies.base import default_group_key
+
+STORE_SOURCES = sorted(Path(droplab.store.__file__).parent.glob("*.py"))
 
 # (study, preset, config, seed) -> sha256 hex, computed with the code of commit 87614c9.
 PINNED = [
@@ -66,3 +77,31 @@ def test_trial_canonicalizes_tuples_before_hashing():
     assert trial.hash == "1eb0393ab8af7b0162fe03652edfbb1d6c56c745fee97b41a5c366f7419bfbc9"
     assert trial == Trial("slack", {"rate": 0.2, "widths": [32, 16]}, 5, "quick")
     assert default_group_key(trial) == ("quick", '{"rate":0.2,"widths":[32,16]}')
+
+
+def test_trial_is_one_class_reexported_by_studies():
+    assert droplab.studies.base.Trial is Trial
+    trial = Trial("s", {"a": [1, 2]}, 3, "quick")
+    again = pickle.loads(pickle.dumps(trial))  # how trials reach pool and Ray workers
+    assert again == trial and again.hash == trial.hash and type(again) is Trial
+
+
+def test_identity_docstring_examples():
+    result = doctest.testmod(droplab.store.identity)
+    assert result.attempted and not result.failed
+
+
+@pytest.mark.parametrize("path", STORE_SOURCES, ids=lambda p: p.name)
+def test_store_imports_only_itself_of_droplab(path):
+    """The store sits below the studies: it may import its own modules, never a study (the
+    studies import the store's identity module, not the other way round)."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    droplab_imports = {m for m in imported if m == "droplab" or m.startswith("droplab.")}
+    assert all(m.startswith("droplab.store.") for m in droplab_imports), droplab_imports
+    if path.name == "identity.py":
+        assert not droplab_imports

@@ -1,8 +1,8 @@
 """Trial identity: what a trial is and the hash that names it in the store.
 
-Owns canonical JSON (one text per value), :func:`config_hash` (a trial's stable name)
-and :class:`TrialRecord` (one row of the store as the driver writes it) with its
-:data:`STATUSES`.
+Owns :class:`Trial` (one config + one seed of a study), canonical JSON (one text per
+value), :func:`config_hash` (a trial's stable name) and :class:`TrialRecord` (one row of
+the store as the driver writes it) with its :data:`STATUSES`.
 
 Both the studies and the store import this module; it imports nothing of droplab, so
 neither depends on the other through it. A stored trial is found again by its hash, so
@@ -19,10 +19,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 __all__ = [
     "STATUSES",
+    "Trial",
     "TrialRecord",
     "canonical_json",
     "config_hash",
@@ -49,6 +51,61 @@ def config_hash(study: str, preset: str, config: Mapping[str, Any], seed: int) -
     Stable across processes, machines and Python versions (unlike ``hash()``)."""
     text = canonical_json({"study": study, "preset": preset, "config": dict(config), "seed": seed})
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration + one seed of a study: the unit the store keeps.
+
+    Attributes:
+        study: the study's registry name.
+        config: plain JSON values (str, int, float, bool, None, lists, dicts); read-only by
+            convention. Everything that changes the result must be in it.
+        seed: the root seed of every random stream of the trial (see :mod:`droplab.rng`).
+        preset: the preset that produced the trial (part of the identity, so quick and
+            standard results never mix).
+
+    ``trial.hash`` is the stable identity: sha256 of the canonical JSON of
+    ``{study, preset, config, seed}``.
+    """
+
+    study: str
+    config: dict[str, Any]
+    seed: int
+    preset: str = "standard"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.study, str) or not self.study:
+            raise TypeError(f"study must be a non-empty str, got {self.study!r}")
+        if not isinstance(self.config, Mapping):
+            raise TypeError(f"config must be a dict, got {type(self.config).__name__}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__} {self.seed!r}")
+        if not all(isinstance(k, str) for k in self.config):
+            raise TypeError(f"config keys must be str, got {list(self.config)!r}")
+        # A canonical copy: tuples become lists, so equal configs hash and compare equal.
+        object.__setattr__(self, "config", json.loads(canonical_json(dict(self.config))))
+
+    @cached_property
+    def hash(self) -> str:
+        return config_hash(self.study, self.preset, self.config, self.seed)
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Trial) and self.hash == other.hash
+
+    def record(self, **fields: Any) -> TrialRecord:
+        """A store row for this trial with the given extra fields (status, metrics, ...)."""
+        return TrialRecord(
+            hash=self.hash,
+            study=self.study,
+            preset=self.preset,
+            seed=self.seed,
+            config=dict(self.config),
+            **fields,
+        )
 
 
 @dataclass
