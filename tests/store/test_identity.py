@@ -18,7 +18,7 @@ import pytest
 import droplab.store
 import droplab.store.identity
 import droplab.studies.base
-from droplab.store import config_hash
+from droplab.store import canonical_json, config_hash, config_key
 from droplab.store.identity import Trial
 from droplab.studies.base import default_group_key
 
@@ -105,3 +105,13 @@ def test_store_imports_only_itself_of_droplab(path):
     assert all(m.startswith("droplab.store.") for m in droplab_imports), droplab_imports
     if path.name == "identity.py":
         assert not droplab_imports
+
+
+def test_config_key_is_canonical_json_without_the_given_keys():
+    config = {"rate": 0.5, "lr": 0.1, "arm": "a", "widths": [8, 4]}
+    assert config_key(config) == canonical_json(config)
+    assert config_key(config, without=("lr", "arm", "absent")) == '{"rate":0.5,"widths":[8,4]}'
+    # configs that differ only in the left-out keys share the key, whatever their order
+    other = {"widths": [8, 4], "arm": "b", "rate": 0.5, "lr": 0.3}
+    assert config_key(other, without=("arm", "lr")) == config_key(config, without=["lr", "arm"])
+    assert config_key(config, without=("arm",)) != config_key(other, without=("arm",))

@@ -18,7 +18,7 @@ checks), :mod:`~droplab.store.lock` (:class:`RunLock`, one run at a time) and
 from __future__ import annotations
 
 from droplab.store.errors import StoreError
-from droplab.store.identity import STATUSES, TrialRecord, canonical_json, config_hash
+from droplab.store.identity import STATUSES, TrialRecord, canonical_json, config_hash, config_key
 from droplab.store.lock import RunLock
 from droplab.store.schema import APPLICATION, SCHEMA_VERSION
 from droplab.store.sqlite import Store
@@ -33,4 +33,5 @@ __all__ = [
     "TrialRecord",
     "canonical_json",
     "config_hash",
+    "config_key",
 ]

@@ -1,8 +1,9 @@
 """Trial identity: what a trial is and the hash that names it in the store.
 
 Owns :class:`Trial` (one config + one seed of a study), canonical JSON (one text per
-value), :func:`config_hash` (a trial's stable name) and :class:`TrialRecord` (one row of
-the store as the driver writes it) with its :data:`STATUSES`.
+value), :func:`config_hash` (a trial's stable name), :func:`config_key` (canonical JSON
+of a config minus some keys, for the group keys studies build) and :class:`TrialRecord`
+(one row of the store as the driver writes it) with its :data:`STATUSES`.
 
 Both the studies and the store import this module; it imports nothing of droplab, so
 neither depends on the other through it. A stored trial is found again by its hash, so
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "TrialRecord",
     "canonical_json",
     "config_hash",
+    "config_key",
 ]
 
 STATUSES = ("finished", "failed", "running", "unfinished")
@@ -51,6 +53,17 @@ def config_hash(study: str, preset: str, config: Mapping[str, Any], seed: int) -
     Stable across processes, machines and Python versions (unlike ``hash()``)."""
     text = canonical_json({"study": study, "preset": preset, "config": dict(config), "seed": seed})
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_key(config: Mapping[str, Any], *, without: Iterable[str] = ()) -> str:
+    """Canonical JSON of ``config`` without the keys in ``without``: equal for configs that
+    differ only in those keys, so trials that share it can be trained as one group.
+
+        >>> config_key({"rate": 0.5, "lr": 0.1, "arm": "a"}, without=("lr", "arm"))
+        '{"rate":0.5}'
+    """
+    drop = frozenset(without)
+    return canonical_json({k: v for k, v in config.items() if k not in drop})
 
 
 @dataclass(frozen=True)

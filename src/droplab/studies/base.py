@@ -30,8 +30,7 @@ import pandas as pd
 
 from droplab import rng
 from droplab.findings import Findings
-from droplab.store import canonical_json
-from droplab.store.identity import Trial
+from droplab.store.identity import Trial, config_key
 
 __all__ = [
     "PRESETS",
@@ -53,7 +52,7 @@ PRESETS = ("quick", "standard", "full")
 
 def default_group_key(trial: Trial) -> Hashable:
     """Trials that differ only in seed form one group (trained as members of one fit)."""
-    return (trial.preset, canonical_json(trial.config))
+    return (trial.preset, config_key(trial.config))
 
 
 @dataclass(frozen=True)
