@@ -1,37 +1,10 @@
-"""The SQLite results store.
+"""The store's read/write API: :class:`Store`, one SQLite file opened with stdlib
+:mod:`sqlite3`.
 
-One file, stdlib :mod:`sqlite3`, write-ahead logging (readers never block the writer, so
-``droplab status`` works while a run is going), a busy timeout for concurrent access.
-
-Schema (version :data:`SCHEMA_VERSION`, kept in ``PRAGMA user_version``; the file is
-marked as droplab's by ``PRAGMA application_id`` and a ``meta`` row ``application``)::
-
-    meta(key PRIMARY KEY, value)
-    trials(hash PRIMARY KEY,            -- sha256 of canonical JSON {study, preset, config, seed}
-           study, preset, seed,         -- identity, also inside the hash
-           config,                      -- canonical JSON object
-           status,                      -- running | finished | failed | unfinished
-           metrics, curves,             -- JSON objects: name -> float / name -> [float]
-           started_at, finished_at,     -- unix seconds
-           seconds,                     -- wall time of the trial's group (shared by its members)
-           attempts,                    -- how many times the trial was started
-           host, backend, device,
-           droplab_version, torch_version, python_version,
-           error,                       -- the failure's text for a failed trial
-           code_version,                -- v2: git commit of the droplab source that trained
-                                        --     the trial ("7554208c1f0e", "-dirty" suffix when
-                                        --     the package's tracked files had uncommitted
-                                        --     changes); NULL when not a git checkout
-           threads)                     -- v2: torch.get_num_threads() of the training process
-
-Both provenance columns matter for reproducing numbers digit for digit: some batched
-GEMM/reduction results differ between torch thread counts, and the package version does not
-change between commits.
-
-Migration: opening a version-1 store for writing adds the two version-2 columns in place
-(one transaction: ``ALTER TABLE ... ADD COLUMN``, then ``PRAGMA user_version = 2``); its
-old rows read them as NULL. A read-only open never migrates: a version-1 store reads as is,
-with ``code_version`` and ``threads`` None. A store of a newer schema is refused.
+Write-ahead logging lets readers work beside the writer (``droplab status`` works while a
+run is going), with a busy timeout for concurrent access. The file format, its checks and
+migrations live in :mod:`droplab.store.schema`; what a trial is and its hash in
+:mod:`droplab.store.identity`; the run lock in :mod:`droplab.store.lock`.
 
 A trial (or a whole group of trials trained together) is written in ONE transaction, so a
 process killed at any instant leaves either the complete row or the previous state.
@@ -42,81 +15,24 @@ retried. Only the driver process writes; workers return results.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import sqlite3
-import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 
-try:  # POSIX advisory locks; on other platforms runs are not protected from each other
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from droplab.store.errors import StoreError, translate
+from droplab.store.identity import STATUSES, TrialRecord, canonical_json
+from droplab.store.lock import RunLock
+from droplab.store.schema import check_header, check_or_create
 
-__all__ = [
-    "APPLICATION",
-    "SCHEMA_VERSION",
-    "STATUSES",
-    "RunLock",
-    "Store",
-    "StoreError",
-    "TrialRecord",
-    "canonical_json",
-    "config_hash",
-]
-
-SCHEMA_VERSION = 2
-APPLICATION = "droplab-store"
-# PRAGMA application_id: ASCII "DROP" as a big-endian 32-bit int, visible in the file header.
-APPLICATION_ID = 0x44524F50
-STATUSES = ("finished", "failed", "running", "unfinished")
-BUSY_TIMEOUT_MS = 30_000
-CREATE_WAIT_S = 1.0  # how long a reader waits for a store that is being created
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-_SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE trials (
-    hash TEXT PRIMARY KEY,
-    study TEXT NOT NULL,
-    preset TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'unfinished')),
-    metrics TEXT,
-    curves TEXT,
-    started_at REAL,
-    finished_at REAL,
-    seconds REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    host TEXT,
-    backend TEXT,
-    device TEXT,
-    droplab_version TEXT,
-    torch_version TEXT,
-    python_version TEXT,
-    error TEXT
-);
-CREATE INDEX trials_by_study ON trials (study, preset, status);
-"""
-# Steps from schema version N-1 to N, each run in one transaction with the user_version
-# bump. A new store is _SCHEMA_V1 plus every step, so created and migrated stores have the
-# same schema (same columns in the same order).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    2: (
-        "ALTER TABLE trials ADD COLUMN code_version TEXT",
-        "ALTER TABLE trials ADD COLUMN threads INTEGER",
-    ),
-}
+__all__ = ["Store"]
 
 _META_COLUMNS = ("hash", "study", "preset", "seed", "status")
 _TAIL_COLUMNS = (
@@ -137,61 +53,6 @@ _TAIL_COLUMNS = (
 )
 
 
-class StoreError(ValueError):
-    """The store file cannot be used: not a droplab store, damaged, newer schema,
-    read-only, or locked by another run. The message is one line meant for the user."""
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys, no whitespace and no NaN: equal values give equal text."""
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"trial config must be JSON-serializable (str, int, float, bool, None, lists, "
-            f"dicts with str keys; no NaN), got {obj!r}: {e}"
-        ) from None
-
-
-def config_hash(study: str, preset: str, config: Mapping[str, Any], seed: int) -> str:
-    """The stable identity of a trial: sha256 of the canonical JSON of
-    ``{"study", "preset", "config", "seed"}`` (64 hex digits).
-
-    Stable across processes, machines and Python versions (unlike ``hash()``)."""
-    text = canonical_json({"study": study, "preset": preset, "config": dict(config), "seed": seed})
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass
-class TrialRecord:
-    """One row of the ``trials`` table, as the driver writes it."""
-
-    hash: str
-    study: str
-    preset: str
-    seed: int
-    config: dict[str, Any]
-    status: str = "running"
-    metrics: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, list[float]] = field(default_factory=dict)
-    started_at: float | None = None
-    finished_at: float | None = None
-    seconds: float | None = None
-    host: str | None = None
-    backend: str | None = None
-    device: str | None = None
-    droplab_version: str | None = None
-    torch_version: str | None = None
-    python_version: str | None = None
-    error: str | None = None
-    code_version: str | None = None
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-
-
 def _json_metric(value: Any) -> Any:
     """Metrics as JSON: NaN/inf become null (JSON has no NaN), numpy scalars become floats."""
     if isinstance(value, bool) or value is None:
@@ -204,71 +65,6 @@ def _json_metric(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _json_metric(v) for k, v in value.items()}
     return value
-
-
-class RunLock:
-    """An exclusive advisory lock on ``<store>.lock`` held while a run writes to the store,
-    so two ``droplab run`` processes never train the same trials twice.
-
-    The second run refuses with a :class:`StoreError` naming the process that holds it.
-    The lock dies with its process (flock), so a SIGKILLed run leaves no stale lock.
-    """
-
-    def __init__(self, store_path: str | os.PathLike[str]):
-        self.path = Path(str(store_path) + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> RunLock:
-        if fcntl is None:  # pragma: no cover - Windows
-            return self
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise StoreError(f"cannot create lock file {self.path}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise StoreError(
-                f"another `droplab run` (pid {holder}) is writing to {self.path.with_suffix('')}; "
-                "wait for it to finish or pass another --store"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing the descriptor releases the flock
-            self._fd = None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    @staticmethod
-    def held(store_path: str | os.PathLike[str]) -> bool:
-        """Whether some process holds the run lock of the store now (False if unknown)."""
-        path = Path(str(store_path) + ".lock")
-        if fcntl is None or not path.exists():
-            return False
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)
-        return False
 
 
 class Store:
@@ -289,10 +85,11 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
-        self._columns: frozenset[str] = frozenset()  # of `trials`, set once the schema is known
         self._con = self._connect()
         try:
-            self._check_or_create()
+            # the columns of `trials` as the file has them (a version-1 store read as is
+            # lacks the version-2 columns)
+            self._columns = check_or_create(self._con, self.path, readonly=self.readonly)
         except BaseException:
             self._con.close()
             raise
@@ -306,7 +103,7 @@ class Store:
         if self.readonly:
             if not p.exists():
                 raise StoreError(f"no droplab store at {p} (create one with `droplab run`)")
-            self._check_header()
+            check_header(p)
             uri = f"file:{quote(str(p.resolve()))}?mode=ro"
             if not os.access(p.parent, os.W_OK):
                 # WAL readers need to create <db>-shm; on a read-only folder read the file as is.
@@ -315,7 +112,7 @@ class Store:
                 lambda: sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
             )
         if p.exists():
-            self._check_header()
+            check_header(p)
             if not os.access(p, os.W_OK):
                 raise StoreError(
                     f"store {p} is read-only; `droplab status/results/report` can still read it, "
@@ -343,194 +140,6 @@ class Store:
         con.row_factory = sqlite3.Row
         return con
 
-    def _check_header(self) -> None:
-        """Cheap checks of the file header: SQLite magic, and a size that matches the
-        page count the header declares (catches truncated copies)."""
-        p = self.path
-        size = p.stat().st_size
-        if size == 0:
-            return  # an empty file is an empty SQLite database; we initialize it
-        with open(p, "rb") as f:
-            header = f.read(100)
-        if not header.startswith(_SQLITE_MAGIC[: len(header)]) or (
-            len(header) >= 16 and header[:16] != _SQLITE_MAGIC
-        ):
-            raise StoreError(
-                f"{p} is not a droplab store (not an SQLite file); left untouched: pass "
-                "another --store"
-            )
-        if len(header) < 100:
-            raise StoreError(
-                f"store {p} is truncated ({size} bytes, less than an SQLite header); "
-                "restore it from a copy or start a new --store"
-            )
-        wal = Path(str(p) + "-wal")
-        # A run writing the store now (a checkpoint copying pages from its WAL) can make the
-        # file look short for an instant: only a file that stays short is truncated.
-        for attempt in range(5):
-            if attempt:
-                time.sleep(0.05)
-                with open(p, "rb") as f:
-                    header = f.read(100)
-                size = p.stat().st_size
-            page_size = struct.unpack(">H", header[16:18])[0]
-            page_size = 65536 if page_size == 1 else page_size
-            n_pages = struct.unpack(">I", header[28:32])[0]
-            change_counter, valid_for = header[24:28], header[92:96]
-            if not (
-                change_counter == valid_for
-                and n_pages > 0
-                and size < n_pages * page_size
-                and not (wal.exists() and wal.stat().st_size > 0)
-            ):
-                return
-        raise StoreError(
-            f"store {p} is truncated ({size} bytes, its header declares "
-            f"{n_pages * page_size}); restore it from a copy or start a new --store"
-        )
-
-    def _check_or_create(self) -> None:
-        con = self._con
-        try:
-            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            version, tables = self._schema_state()
-            if not tables and version == 0 and self.readonly:
-                # a run may be creating this store right now (its file exists before its
-                # schema transaction commits): wait a moment before calling it empty
-                deadline = time.monotonic() + CREATE_WAIT_S
-                while not tables and version == 0 and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                    version, tables = self._schema_state()
-                if not tables and version == 0:
-                    raise StoreError(f"{self.path} is an empty file, not a droplab store yet")
-            if not tables and version == 0:
-                if self._create():
-                    self._columns = self._trial_columns()
-                    return
-                version, tables = self._schema_state()  # another process just created it
-            marker = None
-            if "meta" in tables:
-                row = con.execute("SELECT value FROM meta WHERE key = 'application'").fetchone()
-                marker = row[0] if row else None
-            if marker != APPLICATION:
-                raise StoreError(
-                    f"{self.path} is an SQLite database but not a droplab store "
-                    "(no droplab marker); left untouched: pass another --store"
-                )
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self.path} has schema version {version}, written by a newer "
-                    f"droplab; this droplab reads up to version {SCHEMA_VERSION}: upgrade droplab"
-                )
-            if version < 1:
-                raise StoreError(f"store {self.path} has an unknown schema version {version}")
-            # Touch the data pages, so a damaged file fails here and not in the middle of a run.
-            con.execute("SELECT count(*), max(length(config)) FROM trials").fetchone()
-            if not self.readonly:
-                con.execute("PRAGMA journal_mode = WAL")
-                con.execute("PRAGMA synchronous = NORMAL")
-                if version < SCHEMA_VERSION:
-                    self._migrate()
-            self._columns = self._trial_columns()
-        except sqlite3.DatabaseError as e:
-            raise self._translate(e) from None
-
-    def _trial_columns(self) -> frozenset[str]:
-        """The column names of ``trials`` as the file has them now."""
-        return frozenset(r[1] for r in self._con.execute("PRAGMA table_info(trials)"))
-
-    def _migrate(self) -> None:
-        """Bring an older store up to :data:`SCHEMA_VERSION` in place, one transaction.
-
-        The version is read again inside the write transaction, so two runs opening the
-        same old store together migrate it exactly once."""
-        con = self._con
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
-                    con.execute(statement)
-            if version < SCHEMA_VERSION:
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-
-    def _schema_state(self) -> tuple[int, set[str]]:
-        """(user_version, table names), read in one snapshot."""
-        con = self._con
-        con.execute("BEGIN")
-        try:
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
-        finally:
-            if con.in_transaction:
-                con.execute("COMMIT")
-        return version, tables
-
-    def _create(self) -> bool:
-        """Create the schema in an empty file; False if another process created it first
-        (two runs started together on a new store: the check and the creation are one
-        write transaction, so exactly one of them creates it)."""
-        con = self._con
-        for attempt in range(100):  # converting to WAL does not wait on a busy file by itself
-            try:
-                con.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == 99:
-                    raise
-                time.sleep(0.05)
-        con.execute("PRAGMA synchronous = NORMAL")
-        # One transaction: a store is either fully created or not at all.
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                con.execute("ROLLBACK")
-                return False
-            for statement in _SCHEMA_V1.split(";"):
-                if statement.strip():
-                    con.execute(statement)
-            for step in range(2, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
-                    con.execute(statement)
-            con.execute("INSERT INTO meta (key, value) VALUES ('application', ?)", (APPLICATION,))
-            con.execute(
-                "INSERT INTO meta (key, value) VALUES ('created_at', ?)", (f"{time.time():.3f}",)
-            )
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-        return True
-
-    def _translate(self, e: sqlite3.Error) -> StoreError:
-        msg = str(e)
-        if "not a database" in msg:
-            return StoreError(
-                f"{self.path} is not a droplab store (not an SQLite file); left untouched: "
-                "pass another --store"
-            )
-        if "malformed" in msg or "corrupt" in msg:
-            return StoreError(
-                f"store {self.path} is damaged (truncated or corrupt: {msg}); "
-                "restore it from a copy or start a new --store"
-            )
-        if "full" in msg or "disk I/O error" in msg:
-            return StoreError(
-                f"cannot write to store {self.path} ({msg}; is the disk full?); the finished "
-                "trials are kept: free some space and run the same command again to resume"
-            )
-        if "readonly" in msg or "read-only" in msg:
-            return StoreError(f"store {self.path} is read-only ({msg}); pass a writable --store")
-        return StoreError(f"store {self.path}: {msg}")
-
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction; SQLite errors become one-line :class:`StoreError`."""
@@ -546,13 +155,13 @@ class Store:
                 raise
             con.execute("COMMIT")
         except sqlite3.Error as e:
-            raise self._translate(e) from None
+            raise translate(e, self.path) from None
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._con.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as e:
-            raise self._translate(e) from None
+            raise translate(e, self.path) from None
 
     # -- lifecycle --------------------------------------------------------------------------
 

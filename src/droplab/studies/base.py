@@ -1,5 +1,6 @@
 """What a study is: :class:`Study` (the declarative spec) and :class:`Trial` (one config +
-one seed), plus the helpers that load a user's own model factory and dataset.
+one seed; defined with its hash in :mod:`droplab.store.identity` and re-exported here),
+plus the helpers that load a user's own model factory and dataset.
 
 A study module reads like the methods section of a paper and ends with::
 
@@ -19,11 +20,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import pandas as pd
 
 from droplab import rng
 from droplab.findings import Findings
-from droplab.store import TrialRecord, canonical_json, config_hash
+from droplab.store.identity import Trial, config_key
 
 __all__ = [
     "PRESETS",
@@ -51,64 +50,9 @@ __all__ = [
 PRESETS = ("quick", "standard", "full")
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One configuration + one seed of a study: the unit the store keeps.
-
-    Attributes:
-        study: the study's registry name.
-        config: plain JSON values (str, int, float, bool, None, lists, dicts); read-only by
-            convention. Everything that changes the result must be in it.
-        seed: the root seed of every random stream of the trial (see :mod:`droplab.rng`).
-        preset: the preset that produced the trial (part of the identity, so quick and
-            standard results never mix).
-
-    ``trial.hash`` is the stable identity: sha256 of the canonical JSON of
-    ``{study, preset, config, seed}``.
-    """
-
-    study: str
-    config: dict[str, Any]
-    seed: int
-    preset: str = "standard"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.study, str) or not self.study:
-            raise TypeError(f"study must be a non-empty str, got {self.study!r}")
-        if not isinstance(self.config, Mapping):
-            raise TypeError(f"config must be a dict, got {type(self.config).__name__}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__} {self.seed!r}")
-        if not all(isinstance(k, str) for k in self.config):
-            raise TypeError(f"config keys must be str, got {list(self.config)!r}")
-        # A canonical copy: tuples become lists, so equal configs hash and compare equal.
-        object.__setattr__(self, "config", json.loads(canonical_json(dict(self.config))))
-
-    @cached_property
-    def hash(self) -> str:
-        return config_hash(self.study, self.preset, self.config, self.seed)
-
-    def __hash__(self) -> int:
-        return hash(self.hash)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Trial) and self.hash == other.hash
-
-    def record(self, **fields: Any) -> TrialRecord:
-        """A store row for this trial with the given extra fields (status, metrics, ...)."""
-        return TrialRecord(
-            hash=self.hash,
-            study=self.study,
-            preset=self.preset,
-            seed=self.seed,
-            config=dict(self.config),
-            **fields,
-        )
-
-
 def default_group_key(trial: Trial) -> Hashable:
     """Trials that differ only in seed form one group (trained as members of one fit)."""
-    return (trial.preset, canonical_json(trial.config))
+    return (trial.preset, config_key(trial.config))
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from droplab import rng
-from droplab.store import canonical_json
+from droplab.store import config_key
 from droplab.studies.base import Trial
 from droplab.studies.search import Choice, LogUniform, MaybeOff, Uniform, draw
 from droplab.studies.tuning import (
@@ -234,8 +234,11 @@ def expand(
 
 def group_key(trial: Trial) -> Hashable:
     """All arms and configurations of one (cell, replicate) train as one fit."""
-    c = {k: v for k, v in trial.config.items() if k not in ("arm", "config", *MEMBER_KEYS)}
-    return (trial.preset, trial.seed, canonical_json(c))
+    return (
+        trial.preset,
+        trial.seed,
+        config_key(trial.config, without=("arm", "config", *MEMBER_KEYS)),
+    )
 
 
 # -- the data --------------------------------------------------------------------------------
