@@ -33,12 +33,14 @@ from droplab.studies.explicit_logistic import SOURCES, evaluate, sample, train
 
 __all__ = ["ARMS", "K_ARMS", "L2_GRID", "RATE_GRID", "WD_GRID", "arm_configs", "run_cell"]
 
-#: SGD's L2 strength lam (penalty lam/2 ||w||^2 on the mean loss): 1e-4 .. 1
-L2_GRID = [float(v) for v in np.logspace(-4, 0, 9)]
+#: SGD's L2 strength lam (penalty lam/2 ||w||^2 on the mean loss): 1e-6 .. 1, so that its
+#: low end is effectively off on every cell (weights of 10 on small-scale features)
+L2_GRID = [float(v) for v in np.logspace(-6, 0, 9)]
 #: AdamW's decoupled weight decay (lr * wd <= 0.32 at lr 0.1): 10^-3.5 .. 10^0.5
 WD_GRID = [float(v) for v in np.logspace(-3.5, 0.5, 9)]
-#: dropout rates p = P(drop), also the explicit penalties' p
-RATE_GRID = [round(0.1 * i, 1) for i in range(1, 10)]
+#: dropout rates p = P(drop), also the explicit penalties' p; denser near 0, so that its
+#: low end is nearly off (penalty coefficient p / 2q = 0.01 at p = 0.02)
+RATE_GRID = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
 K_ARMS = {"dropout_k2": 2, "dropout_k4": 4, "dropout_k16": 16}
 
 #: arm -> (optimizer, penalty, masks per step k, grid name); order = training order
