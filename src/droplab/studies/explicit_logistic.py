@@ -21,12 +21,15 @@ L2 after scaling feature j by ``(sum_i s_i x_ij^2)^(1/2)``). Two versions are tr
 
 Training (every configuration and replicate at once, tensors ``(R, C, ...)``):
 
-- ``sgd``: gradient descent with the fixed diagonal preconditioner
-  ``P_j = 1 / mean_i x_ij^2`` (bias: 1), ``w <- w - eta_t P (g + lam w)``. With the decay
-  inside the preconditioner its fixed point is exactly ``g + lam w = 0``, the minimizer of
-  ``L + lam/2 ||w||^2``: for SGD decoupled weight decay and the L2 penalty coincide
-  (Loshchilov & Hutter 2019). ``eta = 1 / L_max``, L_max a bound on the preconditioned
-  curvature: ``1/4 (lambda_max(P^1/2 X^T X P^1/2 / n) + p/q) + lam max P``.
+- ``sgd``: gradient descent with a fixed diagonal preconditioner P,
+  ``w <- w - eta_t P (g + lam w)``. With the decay inside the preconditioner its fixed
+  point is exactly ``g + lam w = 0``, the minimizer of ``L + lam/2 ||w||^2``: for SGD
+  decoupled weight decay and the L2 penalty coincide (Loshchilov & Hutter 2019). P is the
+  Jacobi preconditioner of the curvature bound at w = 0,
+  ``H = 1/4 (X^T X / n + p/q diag(X^T X / n)) + lam I`` (the p/q diagonal is the second
+  order of dropout and of the penalties), ``P = 1 / diag(H)``, and
+  ``eta = 1 / (lambda_max(P^1/2 H P^1/2) + 1)`` (the + 1: the bias, a feature of ones with
+  curvature <= 1/4 and step 4 eta).
 - ``adamw``: AdamW (betas 0.9, 0.999, eps 1e-8) with decoupled weight decay
   ``w <- w - lr_t (m^ / (sqrt(v^) + eps) + wd w)``.
 
