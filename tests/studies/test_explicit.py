@@ -199,3 +199,13 @@ def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
     out = STUDY.analyze(f)
     assert len(out.failed) == 1 and "boom" in out.failed[0]
     assert out.answer and out.primary is not None
+
+
+def test_rows_of_an_older_design_are_left_out_with_a_note(frame):
+    old = frame[frame["arm"] == "l2_sgd"].copy()
+    old["weight_decay"] = old["weight_decay"] * 3.0  # a grid the study no longer uses
+    old["test_error"] = 0.0
+    out = STUDY.analyze(pd.concat([frame, old], ignore_index=True))
+    assert any("older version" in n and str(len(old)) in n for n in out.notes)
+    ref = STUDY.analyze(frame)
+    assert out.primary.estimate == pytest.approx(ref.primary.estimate)

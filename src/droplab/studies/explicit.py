@@ -190,6 +190,41 @@ SIDES = {
 }
 
 
+def current(done: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The logistic rows of the current design (each arm's configuration as
+    :func:`explicit_fit.arm_configs` makes it now, the preset's recipe), and a note on rows
+    of another version of the study left in the store: they are never mixed in."""
+    if done.empty:
+        return done, []
+    keep = []
+    for r in done.itertuples(index=False):
+        p = PRESETS.get(str(r.preset))
+        cfgs = arm_configs(r.arm) if r.arm in ARMS else []
+        ok = p is not None and 0 <= int(r.config) < len(cfgs)
+        if ok:
+            want = cfgs[int(r.config)]
+            ok = (
+                r.optimizer == want["optimizer"]
+                and np.isclose(r.weight_decay, want["weight_decay"])
+                and (want["rate"] is None or np.isclose(r.rate, want["rate"]))
+                and int(r.steps) == p["steps"]
+                and np.isclose(r.lr, p["lr"])
+                and int(r.n_test) == p["n_test"]
+            )
+        keep.append(bool(ok))
+    mask = np.array(keep, dtype=bool)
+    left = int((~mask).sum())
+    note = (
+        [
+            f"{left} finished trials of another design (an older version of the study) "
+            "are in the store and were left out"
+        ]
+        if left
+        else []
+    )
+    return done[mask], note
+
+
 def _tuned(done: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """name -> validation-selected rows per (cell, seed); each side pools its arms."""
     return {name: P.tuned(done, list(arms), name=name) for name, arms in SIDES.items()}
@@ -353,6 +388,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     done = frame[frame["status"] == "finished"] if len(frame) else frame
     failed = P.failed_lines(frame) if len(frame) else []
     logistic = done[done["part"] == "logistic"] if len(done) else done
+    logistic, stale = current(logistic)
     if logistic.empty:
         return Findings(
             "explicit", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed
@@ -373,7 +409,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     answer = _answer(contrasts)
     lines = [f"{c.description}: {c.short()}" for c in contrasts]
     verdict = answer + " " + "; ".join(lines[1:]) + "."
-    notes = []
+    notes = list(stale)
     det = logistic[logistic["optimizer"].eq("sgd") & logistic["k"].eq(0)]
     gn = det["grad_norm"].to_numpy(float)
     if len(gn) and float(np.nanmax(gn)) > 0.1:

@@ -116,7 +116,7 @@ SOURCES: dict[str, Source] = {
     ),
     "small_signal": Source(
         "scales",
-        "informative features small-scale (dropout-favoured)",
+        "small-scale informative features (predicted to favour dropout)",
         d_signal=5,
         s_signal=0.1,
         w_signal=1.0,
@@ -125,7 +125,7 @@ SOURCES: dict[str, Source] = {
     ),
     "large_signal": Source(
         "scales",
-        "informative features large-scale (L2-favoured)",
+        "large-scale informative features (predicted to favour L2)",
         d_signal=5,
         s_signal=3.0,
         w_signal=1.0,
