@@ -72,18 +72,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cell": P.Cell("digits", 1294, (64, 64), ("plain", "dropout")),
         "members": 3,
         "samples": 10,
+        "n_fit": 900,
     },
     "standard": {
         "budget": P.Budget(seeds=10, configs=3, max_steps=1560, eval_steps=26, patience_steps=390),
         "cell": P.Cell("digits", 1294, (100, 100), ("plain", "dropout")),
         "members": 4,
         "samples": 30,
+        "n_fit": 900,
     },
     "full": {
         "budget": P.BUDGETS["full"],
         "cell": P.Cell("mnist1d", 3600, (256, 256), ("plain", "dropout")),
         "members": 5,
         "samples": 50,
+        "n_fit": 3000,
     },
 }
 
@@ -99,6 +102,7 @@ def trials(preset: str, *, seed: int = 0) -> list[Trial]:
         p["budget"],
         members=p["members"],
         samples=p["samples"],
+        n_fit=p["n_fit"],
         long=True,
         ood=False,
     )

@@ -76,15 +76,24 @@ def trials(
     samples: int,
     long: bool,
     ood: bool,
+    n_fit: int | None = None,
 ) -> list[Trial]:
     """Replicates x arms x configurations (``P.expand``) with ``members``, ``samples``
-    (MC masks), ``ood`` and ``long_factor`` (1, or M for the ``long`` arm) in the config."""
+    (MC masks), ``ood``, ``n_fit`` (training points kept; the rest of ``cell.n_train``
+    joins the validation split, :func:`widen_validation`) and ``long_factor`` (1, or M for
+    the ``long`` arm) in the config."""
     if isinstance(members, bool) or not isinstance(members, int) or members < 2:
         raise ValueError(f"members must be an int >= 2 (an ensemble), got {members!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples (MC masks) must be an int >= 2, got {samples!r}")
     base = P.expand(study, preset, seed, ARMS, [cell], budget)
-    extra = {"members": members, "samples": samples, "ood": ood, "long_factor": 1}
+    extra = {
+        "members": members,
+        "samples": samples,
+        "ood": ood,
+        "n_fit": n_fit,
+        "long_factor": 1,
+    }
     out = [Trial(t.study, {**t.config, **extra}, t.seed, t.preset) for t in base]
     if long:
         out += [
@@ -202,8 +211,46 @@ def ood_sets(ds, x_class: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
 # -- the training --------------------------------------------------------------------------
 
 
+def widen_validation(ds, n_fit: int, seed: int):
+    """``ds`` with only ``n_fit`` of its training points (stratified, stream
+    ``numpy_rng(seed, "calibration")``) and the rest appended to the validation split;
+    standardization refitted on the ``n_fit`` points. A validation split large enough to
+    hold errors is what temperature scaling fits T on: with a few validation errors (digits'
+    144-point split often has none) the validation NLL falls as T -> 0, and the fitted T
+    makes the test NLL worse, not better."""
+    from droplab.data.dataset import fit_standardization, pick
+
+    n = len(ds.y_train)
+    if isinstance(n_fit, bool) or not isinstance(n_fit, int) or not 1 <= n_fit <= n:
+        raise ValueError(f"n_fit must be an int in [1, {n}] (the training split), got {n_fit!r}")
+    idx = torch.from_numpy(pick(ds.y_train.numpy(), n, n_fit, rng.numpy_rng(seed, "calibration")))
+    rest = torch.ones(n, dtype=torch.bool)
+    rest[idx] = False
+    x_tr = _raw(ds, ds.x_train)
+    mean, std = fit_standardization(x_tr[idx].numpy(), "feature")
+    mean_t = torch.from_numpy(mean.astype(np.float32))
+    std_t = torch.from_numpy(std.astype(np.float32))
+
+    def z(x):
+        return (x - mean_t) / std_t
+
+    return dataclasses.replace(
+        ds,
+        x_train=z(x_tr[idx]),
+        y_train=ds.y_train[idx],
+        x_val=z(torch.cat([_raw(ds, ds.x_val), x_tr[rest]])),
+        y_val=torch.cat([ds.y_val, ds.y_train[rest]]),
+        x_test=z(_raw(ds, ds.x_test)),
+        x_mean=mean_t,
+        x_std=std_t,
+        standardization="feature",
+    )
+
+
 def _data(c: dict[str, Any], seed: int):
     ds = P.load_data(c["dataset"], seed, c["n_train"], c.get("pool"))
+    if c.get("n_fit"):
+        ds = widen_validation(ds, int(c["n_fit"]), seed)
     if not c.get("ood"):
         return ds, None, None
     cls = rng.derive(seed, "held_out") % ds.n_classes  # resampled with the replicate

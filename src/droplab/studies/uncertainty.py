@@ -81,18 +81,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cell": P.Cell("digits", 1294, (64, 64), ("plain", "dropout")),
         "members": 3,
         "samples": 10,
+        "n_fit": 900,
     },
     "standard": {
         "budget": P.Budget(seeds=10, configs=3, max_steps=1560, eval_steps=26, patience_steps=390),
         "cell": P.Cell("digits", 1294, (100, 100), ("plain", "dropout")),
         "members": 4,
         "samples": 30,
+        "n_fit": 900,
     },
     "full": {
         "budget": P.Budget(seeds=20, configs=8, max_steps=3000, eval_steps=26, patience_steps=780),
         "cell": P.Cell("digits", 1294, (256, 256), ("plain", "dropout")),
         "members": 5,
         "samples": 100,
+        "n_fit": 900,
     },
 }
 
@@ -108,6 +111,7 @@ def trials(preset: str, *, seed: int = 0) -> list[Trial]:
         p["budget"],
         members=p["members"],
         samples=p["samples"],
+        n_fit=p["n_fit"],
         long=False,
         ood=True,
     )
