@@ -14,7 +14,7 @@ from droplab.backends import run_study
 from droplab.findings import CALLS
 from droplab.store import Store
 from droplab.studies import get
-from droplab.studies.ensemble_design import OOD_KINDS, ood_sets
+from droplab.studies.ensemble_design import OOD_KINDS, ood_sets, widen_validation
 from droplab.studies.uncertainty import PRESETS, STUDY, hold_out_class
 
 
@@ -90,3 +90,17 @@ def test_the_call_follows_the_data(frame):
     f = STUDY.analyze(worse)
     assert f.primary.call == "raises" and f.primary.estimate > 0.4
     assert "raises temperature-scaled test NLL" in f.answer
+
+
+def test_widen_validation_moves_training_points_to_validation():
+    ds = data.load("digits", seed=0)
+    n, n_val = len(ds.y_train), len(ds.y_val)
+    w = widen_validation(ds, 900, seed=5)
+    assert len(w.y_train) == 900 and len(w.y_val) == n_val + n - 900
+    assert len(w.y_test) == len(ds.y_test)
+    # standardization refitted on the kept training points only
+    assert w.x_train.mean(0).abs().max() < 1e-4
+    raw = lambda d, x: x * d.x_std + d.x_mean  # noqa: E731
+    assert (raw(w, w.x_test) - raw(ds, ds.x_test)).abs().max() < 1e-3
+    with pytest.raises(ValueError, match=r"n_fit must be an int in \[1, \d+\]"):
+        widen_validation(ds, 0, seed=5)
