@@ -308,7 +308,8 @@ def analyze(frame: pd.DataFrame) -> Findings:
     configs = int(done.loc[done["arm"] == "plain", "config"].max()) + 1
     b = done.iloc[0]
     method = (
-        f"{label}, n={int(b['n_train'])}, a fresh data draw per replicate (test set "
+        f"{label}, a training pool of {int(b['n_train'])} of which {int(b['n_fit'])} train "
+        f"and the rest join the validation split, a fresh data draw per replicate (test set "
         f"included); MLP {tuple(b['widths'])}; {contrasts[0].n_seeds} replicates, root seeds "
         f"{', '.join(map(str, roots))}. Each arm tuned with {configs} quasi-random "
         f"configurations (learning rate, AdamW weight decay, max-norm; dropout: hidden rate "

@@ -287,7 +287,8 @@ def analyze(frame: pd.DataFrame) -> Findings:
     configs = int(done.loc[done["arm"] == "plain", "config"].max()) + 1
     classes = sorted(int(c) for c in done["held_out_class"].dropna().unique())
     method = (
-        f"digits, n={int(b['n_train'])} before holding out one class (drawn per replicate; "
+        f"digits, a training pool of {int(b['n_train'])} ({int(b['n_fit'])} train, the rest "
+        f"join the validation split) before holding out one class (drawn per replicate; "
         f"classes held out: {classes}), a fresh test split per replicate; MLP "
         f"{tuple(b['widths'])}; {contrasts[0].n_seeds} replicates, root seeds "
         f"{', '.join(map(str, roots))}. Each arm tuned with {configs} quasi-random "
