@@ -54,7 +54,7 @@ import pandas as pd
 from droplab.findings import Contrast, Findings
 from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
-from droplab.studies.ensemble_analysis import method_table, pair, said
+from droplab.studies.ensemble_analysis import current, method_table, pair, said
 from droplab.studies.ensemble_design import group_key
 from droplab.studies.ensemble_design import run_group as _run
 from droplab.studies.ensemble_design import trials as _trials
@@ -291,7 +291,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     failed = P.failed_lines(frame) if len(frame) else []
     stale: list[str] = []
     if not done.empty:
-        done, stale = P.current(done, PRESETS[str(done["preset"].iloc[0])]["budget"])
+        done, stale = current(done, PRESETS[str(done["preset"].iloc[0])])
     if done.empty or not {"plain", "dropout", "long"} <= set(done["arm"]):
         return Findings(
             "ensemble", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed

@@ -13,7 +13,26 @@ import pandas as pd
 from droplab.findings import Contrast
 from droplab.studies.stats import mean_ci
 
-__all__ = ["METRIC_COLUMNS", "method_table", "pair", "said"]
+__all__ = ["METRIC_COLUMNS", "current", "method_table", "pair", "said"]
+
+
+def current(done: pd.DataFrame, preset: dict[str, Any]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of ``preset``'s recipe and training/validation split (``n_fit``), and a
+    note on rows of an older version of the study left in the store (never mixed in)."""
+    from droplab.studies import protocol as P
+
+    done, notes = P.current(done, preset["budget"])
+    if done.empty:
+        return done, notes
+    keep = done["n_fit"] == preset["n_fit"] if "n_fit" in done else done["seed"] != done["seed"]
+    left = int((~keep).sum())
+    if left:
+        notes = [
+            *notes,
+            f"{left} finished trials of another training/validation split (an older version "
+            "of the study) are in the store and were left out",
+        ]
+    return done[keep], notes
 
 
 def pair(a: pd.DataFrame, col_a: str, b: pd.DataFrame, col_b: str) -> tuple[np.ndarray, np.ndarray]:

@@ -51,7 +51,7 @@ from droplab.findings import Contrast, Findings
 from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
 from droplab.studies.calibration import auroc, entropy
-from droplab.studies.ensemble_analysis import method_table, pair, said
+from droplab.studies.ensemble_analysis import current, method_table, pair, said
 from droplab.studies.ensemble_design import OOD_KINDS, group_key, hold_out_class
 from droplab.studies.ensemble_design import run_group as _run
 from droplab.studies.ensemble_design import trials as _trials
@@ -255,7 +255,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     failed = P.failed_lines(frame) if len(frame) else []
     stale: list[str] = []
     if not done.empty:
-        done, stale = P.current(done, PRESETS[str(done["preset"].iloc[0])]["budget"])
+        done, stale = current(done, PRESETS[str(done["preset"].iloc[0])])
     if done.empty or not {"plain", "dropout"} <= set(done["arm"]):
         return Findings(
             "uncertainty", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed
