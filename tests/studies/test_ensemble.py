@@ -103,7 +103,7 @@ def test_quick_runs_states_compute_and_calls_agree_with_intervals(frame):
         else:
             assert c.ci_low <= 0 <= c.ci_high or not (-c.margin < c.ci_low and c.ci_high < c.margin)
     json.dumps(f.to_dict(), allow_nan=False)
-    assert f.answer.startswith("On digits, an ensemble of 3 tuned no-dropout nets")
+    assert f.answer.startswith("On digits, ") and "ensemble of 3 tuned no-dropout nets" in f.answer
     # compute: an ensemble costs the sum of its members' steps; the long run may use M x
     done = frame[frame["status"] == "finished"]
     main = done[done["arm"] != "long"]

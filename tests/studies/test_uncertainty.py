@@ -79,7 +79,7 @@ def test_quick_runs_and_reports_each_ood_cell(frame):
     assert ood.loc[ood["ood"] == "held-out class", "auroc"].max() > 0.5
     for kind in OOD_KINDS:  # never pooled: one contrast per cell
         assert any(c.name.endswith(kind) for c in f.contrasts)
-    assert f.answer.startswith("On digits with one class held out, MC dropout")
+    assert f.answer.startswith("On digits with one class held out, ") and "MC dropout" in f.answer
     assert frame["held_out_class"].between(0, 9).all()
 
 

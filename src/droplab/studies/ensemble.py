@@ -245,11 +245,13 @@ def _steps(frame: pd.DataFrame, col: str) -> str:
 def _answer(c: Contrast, t: dict[str, pd.DataFrame], M: int, label: str) -> str:
     ens, long = _steps(t["plain"], "ens_steps"), _steps(t["long"], "steps")
     cap = _steps(t["long"], "step_cap")
-    subject = f"On {label}, an ensemble of {M} tuned no-dropout nets"
+    subject = (
+        f"an ensemble of {M} tuned no-dropout nets against one tuned dropout net allowed "
+        f"{M}x the training (MC-averaged)"
+    )
     return (
-        f"{said(c, subject, 'test error', 'points')} against one tuned dropout net allowed "
-        f"{M}x the training, MC-averaged (training steps used: {ens} by the ensemble, {long} "
-        f"by the dropout net of its cap of {cap})."
+        f"On {label}, {said(c, subject, 'test error', 'points')}; training steps used: {ens} "
+        f"by the ensemble, {long} by the dropout net of its cap of {cap}."
     )
 
 

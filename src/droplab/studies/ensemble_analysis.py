@@ -74,8 +74,8 @@ def method_table(rows: Sequence[tuple[str, pd.DataFrame, str, str]]) -> pd.DataF
 
 def said(c: Contrast, subject: str, what: str, unit_word: str, digits: int = 1) -> str:
     """``subject`` + the call of ``c`` on ``what``: "X lowers test error by 1.2 [0.4, 2.0]
-    points" / "X is equivalent within ±1 point of test error (+0.2 [-0.5, +0.9])" / "X's
-    effect on test error is inconclusive (...)"."""
+    points" / "X is equivalent within ±1 point of test error (+0.2 [-0.5, +0.9])" / "the
+    effect of X on test error is inconclusive (...)"."""
     f = f"{{:.{digits}f}}"
     if c.call == "lowers":
         return (
@@ -90,5 +90,6 @@ def said(c: Contrast, subject: str, what: str, unit_word: str, digits: int = 1) 
     g = f"{{:+.{digits}f}}"
     ci = f"{g.format(c.estimate)} [{g.format(c.ci_low)}, {g.format(c.ci_high)}] {unit_word}"
     if c.call == "equivalent":
-        return f"{subject} is equivalent within ±{c.margin:g} {unit_word} of {what} ({ci})"
-    return f"{subject}'s effect on {what} is inconclusive ({ci})"
+        unit = unit_word[:-1] if c.margin == 1 and unit_word.endswith("s") else unit_word
+        return f"{subject} is equivalent within ±{c.margin:g} {unit} of {what} ({ci})"
+    return f"the effect of {subject} on {what} is inconclusive ({ci})"

@@ -210,9 +210,10 @@ def ood_table(plain: pd.DataFrame, drop: pd.DataFrame, M: int) -> pd.DataFrame:
 
 def _answer(c: Contrast, drop: pd.DataFrame) -> str:
     T = int(drop["samples"].iloc[0])
+    subject = f"MC dropout (T={T}) against weight scaling of the same tuned dropout net"
     return (
-        f"On digits with one class held out, {said(c, f'MC dropout (T={T})', 'temperature-scaled test NLL', 'nats', 3)}"
-        " against weight scaling of the same tuned dropout net."
+        "On digits with one class held out, "
+        f"{said(c, subject, 'temperature-scaled test NLL', 'nats', 3)}."
     )
 
 
