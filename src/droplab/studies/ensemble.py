@@ -36,7 +36,8 @@ temperature scaling (Guo et al. 2017, fitted on validation); and disagreement be
 single masks of the dropout net vs between the M plain nets, each divided by its members'
 mean error (Fort et al. 2019), so that weaker single masks do not count as more diverse.
 Margin of that last one: 0.1 disagreement per unit of error (independent nets disagree on
-about 0.5-0.7 rows per error in the standard runs, so a tenth of that is the smallest difference worth a call).
+about 0.5-0.7 rows per error in the standard runs; a difference below a tenth of a
+disagreement per error is too small to matter).
 
 Data. Digits in ``quick`` and ``standard`` (MNIST-1D in ``full``): of the 1294-point
 training pool, 900 points train and 394 join the 144-point validation split, so the
