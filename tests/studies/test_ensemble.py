@@ -1,21 +1,24 @@
-"""ensemble: quick preset end to end through the real store; MC/ensemble math; verdict follows data."""
+"""ensemble on the protocol: equal budgets (plain, dropout, and the dropout configurations
+with M times the budget), the quick preset end to end, compute stated, calls that follow
+the data and agree with their intervals."""
 
 from __future__ import annotations
+
+import json
+import math
 
 import pandas as pd
 import pytest
 import torch
 
 from droplab.backends import run_study
+from droplab.findings import CALLS
 from droplab.store import Store
 from droplab.studies import get
-from droplab.studies.ensemble import (
-    STUDY,
-    arithmetic_mean,
-    disagreement,
-    geometric_mean,
-    mean_kl,
-)
+from droplab.studies import protocol as P
+from droplab.studies.ensemble import PRESETS, STUDY
+from droplab.studies.ensemble_design import disagreement
+from droplab.studies.ensemble_design import trials as design_trials
 
 
 @pytest.fixture(scope="module")
@@ -23,73 +26,116 @@ def frame(tmp_path_factory) -> pd.DataFrame:
     path = tmp_path_factory.mktemp("ensemble") / "results.db"
     with Store(path) as store:
         summary = run_study(STUDY, STUDY.expand("quick"), store)
-        assert summary.failed == 0
+        assert summary.failed == 0, store.errors("ensemble")
         return store.frame("ensemble")
 
 
-def test_registered():
-    assert get("ensemble") is STUDY
+def test_registered_and_seeded():
+    assert get("ensemble") is STUDY and STUDY.seeded
 
 
-def test_geometric_mean_of_a_linear_layer_is_weight_scaling():
-    # Baldi & Sadowski (2013): logits linear in the mask -> the normalized geometric mean of
-    # the softmax outputs is the softmax of the mean logits, exactly.
-    g = torch.Generator().manual_seed(0)
-    x, w = torch.randn(7, 5, generator=g), torch.randn(5, 3, generator=g)
-    masks = (torch.rand(400, 1, 5, generator=g) < 0.5).float() / 0.5  # (T, 1, D) inverted
-    z = (x * masks) @ w  # (T, n, C)
-    torch.testing.assert_close(geometric_mean(z), (z.mean(0)).softmax(-1))
-    # the arithmetic mean differs (Jensen), and both are distributions
-    assert mean_kl(arithmetic_mean(z), geometric_mean(z)) > 1e-4
-    torch.testing.assert_close(arithmetic_mean(z).sum(-1), torch.ones(7))
+@pytest.mark.parametrize("preset", ["quick", "standard", "full"])
+def test_equal_budgets_and_the_long_arm_repeats_the_dropout_configs(preset):
+    p = PRESETS[preset]
+    trials = STUDY.expand(preset)
+    M = p["members"]
+    count: dict[tuple, int] = {}
+    for t in trials:
+        count[(t.seed, t.config["arm"])] = count.get((t.seed, t.config["arm"]), 0) + 1
+    assert set(count.values()) == {p["budget"].configs}
+    assert {a for _, a in count} == {"plain", "dropout", "long"}
+    assert len({t.seed for t in trials}) == p["budget"].seeds
+    for t in trials:
+        long = t.config["arm"] == "long"
+        assert t.config["members"] == (1 if long else M)
+        assert t.config["long_factor"] == (M if long else 1)
+        assert (t.config["hidden_rate"] > 0) == (t.config["arm"] != "plain")
+    key = lambda t: (t.seed, t.config["config"], t.config["lr"], t.config["hidden_rate"])  # noqa: E731
+    drop = {key(t) for t in trials if t.config["arm"] == "dropout"}
+    assert drop == {key(t) for t in trials if t.config["arm"] == "long"}
+    # one fit per (replicate, recipe): every arm of a replicate shares data and seeds
+    groups = STUDY.groups(trials)
+    assert len(groups) == 2 * p["budget"].seeds
+    for g in groups:
+        assert len({t.seed for t in g}) == 1 and len({t.config["long_factor"] for t in g}) == 1
 
 
-def test_disagreement():
-    p = torch.eye(3)[torch.tensor([[0, 1, 2, 0], [0, 1, 2, 1], [0, 1, 2, 2]])]  # (M=3, n=4, C=3)
-    # pairs differ only on the last row, each pair on 1 of 4 rows
-    assert disagreement(p) == pytest.approx(0.25)
-    assert disagreement(p[:1]) == 0.0
+def test_root_seed_gives_an_independent_replication():
+    a, b = STUDY.expand("quick", seed=0), STUDY.expand("quick", seed=1)
+    assert not {t.seed for t in a} & {t.seed for t in b}
+    assert {t.config["root_seed"] for t in b} == {1}
 
 
-def test_quick_runs_and_verdict_comes_from_the_store(frame):
+def test_bad_design_input_names_the_argument():
+    p = PRESETS["quick"]
+    kw = {"long": True, "ood": False}
+    with pytest.raises(ValueError, match=r"members must be an int >= 2 \(an ensemble\), got 1"):
+        design_trials("ensemble", "quick", 0, p["cell"], p["budget"], members=1, samples=5, **kw)
+    with pytest.raises(ValueError, match=r"samples \(MC masks\) must be an int >= 2, got 1"):
+        design_trials("ensemble", "quick", 0, p["cell"], p["budget"], members=2, samples=1, **kw)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        STUDY.expand("huge")
+
+
+def test_disagreement_is_divided_by_member_error():
+    y = torch.tensor([0, 0, 0, 0])
+    onehot = torch.eye(2)
+    a = onehot[torch.tensor([0, 0, 1, 1])]  # 2 errors
+    b = onehot[torch.tensor([0, 1, 1, 0])]  # 2 errors, disagrees with a on 2 rows
+    d = disagreement(torch.stack([a, b]), y)
+    assert d["raw"] == pytest.approx(0.5) and d["error"] == pytest.approx(0.5)
+    assert d["normalized"] == pytest.approx(1.0)
+    assert math.isnan(disagreement(torch.stack([onehot[y], onehot[y]]), y)["normalized"])
+
+
+def test_quick_runs_states_compute_and_calls_agree_with_intervals(frame):
     assert set(frame["status"]) == {"finished"}
     f = STUDY.findings(frame)
-    ws = f.table[f.table["method"] == "weight scaling"].iloc[0]
-    assert 0 < ws.test_error_pct < 100
-    comp = f.extra_tables["paired comparisons"]
-    mc = comp.iloc[0]
-    assert f"{mc.d_nll:+.3f}" in f.verdict  # the verdict quotes the stored MC-vs-WS NLL
-    assert {"mc_vs_T", "ensemble_vs_compute", "geometric_vs_weight_scaling"} <= set(f.figures)
-    # T=1 arithmetic and geometric means are the same single mask
-    t1 = f.table.set_index("method")
-    assert t1.loc["MC arithmetic, T=1", "test_nll"] == pytest.approx(
-        t1.loc["MC geometric, T=1", "test_nll"]
+    assert [c.primary for c in f.contrasts].count(True) == 1
+    assert f.primary.name == "ensemble_vs_long_dropout" and f.primary.n_seeds == 3
+    for c in f.contrasts:
+        assert c.call in CALLS
+        if c.call in ("lowers", "raises"):
+            assert c.ci_low > 0 or c.ci_high < 0
+            assert (c.estimate < 0) == (c.call == "lowers")
+        elif c.call == "equivalent":
+            assert -c.margin < c.ci_low and c.ci_high < c.margin
+        else:
+            assert c.ci_low <= 0 <= c.ci_high or not (-c.margin < c.ci_low and c.ci_high < c.margin)
+    json.dumps(f.to_dict(), allow_nan=False)
+    assert f.answer.startswith("On digits, ") and "ensemble of 3 tuned no-dropout nets" in f.answer
+    # compute: an ensemble costs the sum of its members' steps; the long run may use M x
+    done = frame[frame["status"] == "finished"]
+    main = done[done["arm"] != "long"]
+    assert (main["ens_steps"] >= main["steps"]).all() and (main["steps"] <= main["step_cap"]).all()
+    long = done[done["arm"] == "long"]
+    assert (long["step_cap"] == 3 * main["step_cap"].iloc[0]).all()
+    methods = next(v for k, v in f.extra_tables.items() if k.startswith("methods"))
+    assert {"test_nll", "test_nll_ts", "test_ece_pct", "test_ece_ts_pct", "train_steps"} <= set(
+        methods.columns
     )
+    # temperature scaling is fitted on validation: it changes NLL, never the argmax
+    assert (done["temperature"] if "temperature" in done else done["ws_temperature"]).gt(0).all()
 
 
-def test_changing_the_data_changes_the_verdict(frame):
-    T = max(int(c.rsplit("T", 1)[1]) for c in frame.columns if c.startswith("mc_arith_nll_T"))
-    M = max(int(c.rsplit("M", 1)[1]) for c in frame.columns if c.startswith("ens_plain_acc_M"))
-    jitter = 0.001 * frame["seed"]
-
-    def altered(nll_shift: float, acc_shift: float) -> str:
-        f = frame.copy()
-        f[f"mc_arith_nll_T{T}"] = f["ws_nll"] + nll_shift + jitter
-        f[f"ens_plain_acc_M{M}"] = (f[f"long_ws_acc_M{M}"] + acc_shift + jitter).clip(0, 1)
-        return STUDY.analyze(f).verdict
-
-    good, bad = altered(-0.3, +0.05), altered(+0.3, -0.05)
-    assert "(better NLL)" in good and "(worse NLL)" in bad
-    assert f"ensemble of M={M} no-dropout nets is better than" in good
-    assert f"ensemble of M={M} no-dropout nets is worse than" in bad
+def test_the_call_follows_the_data(frame):
+    """Make the long dropout net's MC error 30 points worse: the ensemble then lowers it."""
+    worse = frame.copy()
+    long = worse["arm"] == "long"
+    worse.loc[long, "mc_error"] = (
+        worse.loc[long, "mc_error"] + 0.30 + 0.001 * (worse.loc[long, "seed"] % 7)
+    )
+    f = STUDY.analyze(worse)
+    assert f.primary.call == "lowers" and f.primary.estimate < -20
+    assert "lowers test error by" in f.answer
 
 
 def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
     f = frame.copy()
-    metrics = [c for c in f.columns if c.startswith(("test_", "ws_", "mc_", "prune_"))]
-    f.loc[0, "status"] = "failed"
-    f.loc[0, "error"] = "RuntimeError: boom"
-    f.loc[0, metrics] = float("nan")
+    i = f.index[(f["arm"] == "plain") & (f["config"] == 1)][0]
+    f.loc[i, "status"] = "failed"
+    f.loc[i, "error"] = "RuntimeError: boom"
     out = STUDY.analyze(f)
     assert len(out.failed) == 1 and "boom" in out.failed[0]
-    assert out.verdict and "No finished" not in out.verdict
+    assert out.answer and "No finished" not in out.verdict
+    assert P.root_seeds(f[f["status"] == "finished"]) == (0,)

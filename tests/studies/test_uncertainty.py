@@ -1,17 +1,21 @@
-"""uncertainty: quick preset end to end through the real store; AUROC; verdict follows data."""
+"""uncertainty on the protocol: equal budgets, one class held out per replicate, the quick
+preset end to end, temperature-scaled metrics, OOD cells reported separately, calls that
+follow the data and agree with their intervals."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pandas as pd
 import pytest
-import torch
 
 from droplab import data
 from droplab.backends import run_study
+from droplab.findings import CALLS
 from droplab.store import Store
 from droplab.studies import get
-from droplab.studies.uncertainty import STUDY, auroc, entropy, hold_out_class
+from droplab.studies.ensemble_design import OOD_KINDS, ood_sets, widen_validation
+from droplab.studies.uncertainty import PRESETS, STUDY, hold_out_class
 
 
 @pytest.fixture(scope="module")
@@ -19,72 +23,84 @@ def frame(tmp_path_factory) -> pd.DataFrame:
     path = tmp_path_factory.mktemp("uncertainty") / "results.db"
     with Store(path) as store:
         summary = run_study(STUDY, STUDY.expand("quick"), store)
-        assert summary.failed == 0
+        assert summary.failed == 0, store.errors("uncertainty")
         return store.frame("uncertainty")
 
 
-def test_registered():
-    assert get("uncertainty") is STUDY
+def test_registered_and_seeded():
+    assert get("uncertainty") is STUDY and STUDY.seeded
 
 
-def test_auroc_matches_sklearn_with_ties():
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(0)
-    s_in = rng.integers(0, 5, 40).astype(float)  # many ties
-    s_out = rng.integers(1, 7, 25).astype(float)
-    want = roc_auc_score(np.r_[np.zeros(40), np.ones(25)], np.r_[s_in, s_out])
-    assert auroc(s_in, s_out) == pytest.approx(want)
-    assert auroc(np.zeros(3), np.ones(2)) == 1.0 and auroc(np.ones(3), np.zeros(2)) == 0.0
-
-
-def test_entropy():
-    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
-    torch.testing.assert_close(entropy(p), torch.tensor([0.0, float(np.log(2))]))
+@pytest.mark.parametrize("preset", ["quick", "standard", "full"])
+def test_equal_budgets(preset):
+    p = PRESETS[preset]
+    trials = STUDY.expand(preset)
+    count: dict[tuple, int] = {}
+    for t in trials:
+        count[(t.seed, t.config["arm"])] = count.get((t.seed, t.config["arm"]), 0) + 1
+    assert set(count.values()) == {p["budget"].configs}
+    assert {a for _, a in count} == {"plain", "dropout"}
+    assert all(t.config["ood"] and t.config["members"] == p["members"] for t in trials)
+    assert len(STUDY.groups(trials)) == p["budget"].seeds
 
 
-def test_hold_out_class():
+def test_hold_out_class_and_ood_sets():
     ds = data.load("digits", seed=0)
-    in_ds, x_ood = hold_out_class(ds, 4)
+    in_ds, x_class = hold_out_class(ds, 4)
     assert in_ds.n_classes == 9 and set(in_ds.y_train.tolist()) == set(range(9))
     n4 = sum(int((getattr(ds, f"y_{s}") == 4).sum()) for s in ("train", "val", "test"))
-    assert x_ood.shape == (n4, 64)
-    assert len(in_ds.y_train) + len(in_ds.y_val) + len(in_ds.y_test) + n4 == 1797
-    # standardization refitted on the 9-class training points
-    assert in_ds.x_train.mean(0).abs().max() < 1e-4
-    with pytest.raises(ValueError, match="held_out"):
-        hold_out_class(ds, 10)
+    assert len(x_class) == n4
+    sets = ood_sets(in_ds, x_class, seed=3)
+    assert set(sets) == set(OOD_KINDS)
+    assert sets["shuffled"].shape == in_ds.x_test.shape == sets["noise"].shape
+    raw = lambda x: (x * in_ds.x_std + in_ds.x_mean).sort(1).values  # noqa: E731
+    # shuffled inputs keep each input's raw values, only their order changes
+    assert (raw(sets["shuffled"]) - raw(in_ds.x_test)).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="held-out class must be in \\[0, 10\\), got 12"):
+        hold_out_class(ds, 12)
 
 
-def test_quick_runs_and_verdict_comes_from_the_store(frame):
+def test_quick_runs_and_reports_each_ood_cell(frame):
     assert set(frame["status"]) == {"finished"}
-    assert frame["mc_auroc_class"].between(0, 1).all()
     f = STUDY.findings(frame)
-    assert set(f.table["method"]) == {"no dropout", "weight scaling", "MC dropout", "deep ensemble"}
-    comp = f.extra_tables["paired differences"].set_index("comparison")
-    d = comp.loc["MC dropout - weight scaling", "d_test_nll"]
-    assert f"NLL {d:+.3f}" in f.verdict
-    assert "uncertainty" in f.figures
+    assert [c.primary for c in f.contrasts].count(True) == 1
+    assert f.primary.name == "mc_vs_ws_nll_ts" and f.primary.unit == "nats"
+    for c in f.contrasts:
+        assert c.call in CALLS
+        if c.call in ("lowers", "raises"):
+            assert c.ci_low > 0 or c.ci_high < 0
+        if c.call == "equivalent":
+            assert -c.margin < c.ci_low and c.ci_high < c.margin
+    json.dumps(f.to_dict(), allow_nan=False)
+    ood = next(v for k, v in f.extra_tables.items() if k.startswith("OOD"))
+    assert len(ood) == 4 * len(OOD_KINDS) and ood["auroc"].between(0, 1).all()
+    # validity: digits' held-out class is detected far above chance (single nets score
+    # about 0.9 with a standard error near 0.02, so 0.5 is some 20 standard errors away)
+    assert ood.loc[ood["ood"] == "held-out class", "auroc"].max() > 0.5
+    for kind in OOD_KINDS:  # never pooled: one contrast per cell
+        assert any(c.name.endswith(kind) for c in f.contrasts)
+    assert f.answer.startswith("On digits with one class held out, ") and "MC dropout" in f.answer
+    assert frame["held_out_class"].between(0, 9).all()
 
 
-def test_changing_the_data_changes_the_verdict(frame):
-    def altered(shift: float) -> str:
-        f = frame.copy()
-        f["mc_auroc_class"] = (f["ens_auroc_class"] + shift + 0.001 * f["seed"]).clip(0, 1)
-        return STUDY.analyze(f)
-
-    up, down = altered(+0.05), altered(-0.05)
-    assert "+0.05" in up.key_number and "-0.05" in down.key_number
-    assert "held-out-class AUROC +0.05" in up.verdict.split("deep ensemble")[1]
-    assert up.verdict != down.verdict
+def test_the_call_follows_the_data(frame):
+    worse = frame.copy()
+    d = worse["arm"] == "dropout"
+    worse.loc[d, "mc_ts_nll"] = worse.loc[d, "ws_ts_nll"] + 0.5 + 0.001 * (worse.loc[d, "seed"] % 7)
+    f = STUDY.analyze(worse)
+    assert f.primary.call == "raises" and f.primary.estimate > 0.4
+    assert "raises temperature-scaled test NLL" in f.answer
 
 
-def test_failed_trials_are_listed_and_the_rest_analyzed(frame):
-    f = frame.copy()
-    metrics = [c for c in f.columns if c.startswith(("test_", "ws_", "mc_", "prune_"))]
-    f.loc[0, "status"] = "failed"
-    f.loc[0, "error"] = "RuntimeError: boom"
-    f.loc[0, metrics] = float("nan")
-    out = STUDY.analyze(f)
-    assert len(out.failed) == 1 and "boom" in out.failed[0]
-    assert out.verdict and "No finished" not in out.verdict
+def test_widen_validation_moves_training_points_to_validation():
+    ds = data.load("digits", seed=0)
+    n, n_val = len(ds.y_train), len(ds.y_val)
+    w = widen_validation(ds, 900, seed=5)
+    assert len(w.y_train) == 900 and len(w.y_val) == n_val + n - 900
+    assert len(w.y_test) == len(ds.y_test)
+    # standardization refitted on the kept training points only
+    assert w.x_train.mean(0).abs().max() < 1e-4
+    raw = lambda d, x: x * d.x_std + d.x_mean  # noqa: E731
+    assert (raw(w, w.x_test) - raw(ds, ds.x_test)).abs().max() < 1e-3
+    with pytest.raises(ValueError, match=r"n_fit must be an int in \[1, \d+\]"):
+        widen_validation(ds, 0, seed=5)

@@ -1,69 +1,67 @@
-"""ensemble — is a dropout net an ensemble?
+"""ensemble — is a dropout net an ensemble, and does it do what an ensemble does?
 
 Question (the research note):
     "with drop-out, we have something of a built-in ensemble method when many sub-networks
     have to train in parallel. Is this intuition even true? Is dropout in any way similar
     to ensemble?"
 
-Three ways to predict with a dropout net, and two real ensembles:
+What an ensemble does is lower test error by averaging nets that disagree. So the study
+puts a tuned dropout net next to a real ensemble of tuned nets *at equal training
+compute*, and measures whether its sub-networks disagree the way independent nets do.
 
-- weight scaling (WS): the deterministic net (inverted dropout: the identity at test);
-- MC averaging over T = 1..100 masks: the arithmetic mean of the T softmax outputs, and
-  their normalized geometric mean ``softmax(mean_t log softmax(z_t))``. For a single
-  softmax layer with input dropout the geometric mean over *all* masks equals weight
-  scaling exactly (Baldi & Sadowski 2013: the logits are linear in the mask, so the mean
-  of the log-probabilities is the log-softmax of the mean logits, up to normalization);
-  for a deep net it is an approximation, and we measure how good;
-- an explicit ensemble of M independently trained nets without dropout (the arithmetic
-  mean of their softmax outputs), and the same ensemble of M dropout nets.
+Design (:mod:`ensemble_design`; protocol: docs/statistics.md). Arms ``plain`` (no
+dropout) and ``dropout`` (hidden rate tuned), each with the same number of quasi-random
+configurations (learning rate, AdamW weight decay, max-norm, and the rate), every
+configuration trained as M members; early stopping on validation error under a step cap;
+per replicate the configuration with the lowest validation error of member 0 is the arm's
+result (validation only). ``long``: the dropout arm's configurations trained once with
+M times the step cap and M times the patience ("one dropout net trained M times as
+long"), selected the same way. Every replicate draws fresh data.
 
-Equal training compute: an ensemble of M nets costs M trainings. The single dropout net
-gets the same budget in a "long" run of M_max x E epochs; its weights are selected on
-validation loss among the first M x E epochs for each budget M (read from its curves).
+Compute. Training compute is counted in optimizer steps actually used (early stopping):
+an ensemble costs the sum over its M members, the long dropout net what it used of its
+M-fold allowance. Both arms' searches cost the same number of configurations.
 
-Grid. One net per preset (an MLP on MNIST-1D in ``standard``); per seed s, M_max dropout
-members and M_max plain members with member seeds ``derive(s, "member", m)`` (so plain
-member m and dropout member m share initialization and batch order), the long dropout
-run, and the one-layer control (softmax regression with input dropout) for the
-geometric-mean check. All seeds train in one batched ``fit``.
+Primary contrast (declared): the ensemble of M tuned no-dropout nets minus the tuned
+dropout net allowed M times the training (MC average of ``samples`` masks), test error.
+This is the note's question at equal compute: can one dropout net, given an ensemble's
+training budget, do what the ensemble does? MC averaging is the dropout net's own
+"ensemble" prediction (Srivastava et al. 2014, sec. 7.5), so it is the fair reading.
 
-Analysis. Every metric is computed per seed on the test set inside ``run_group`` and
-stored; the analysis reports means with 95% Student-t CIs over seeds and paired
-differences (same seed) between methods.
+Secondary (Holm): the plain ensemble vs M tuned dropout nets (each ensemble is M
+trainings) and vs one dropout net at the normal budget; what M times the budget buys the
+dropout net; single tuned dropout net vs single tuned plain net (the handicap of the old
+untuned comparison); MC averaging vs weight scaling; the primary pair in test NLL after
+temperature scaling (Guo et al. 2017, fitted on validation); and disagreement between M
+single masks of the dropout net vs between the M plain nets, each divided by its members'
+mean error (Fort et al. 2019), so that weaker single masks do not count as more diverse.
+Margin of that last one: 0.1 disagreement per unit of error (independent nets disagree on
+about 0.5-0.7 rows per error in the standard runs; a difference below a tenth of a
+disagreement per error is too small to matter).
 
-Verdict. MC vs WS, geometric mean vs WS (deep vs one layer), the explicit ensemble vs the
-single dropout net at equal compute, the ensemble of dropout nets, and the diversity.
+Data. Digits in ``quick`` and ``standard`` (MNIST-1D in ``full``): of the 1294-point
+training pool, 900 points train and 394 join the 144-point validation split, so the
+validation split that selects configurations and fits temperatures holds errors to fit on
+(:func:`ensemble_design.widen_validation`).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from droplab import rng
-from droplab.findings import Findings
+from droplab.findings import Contrast, Findings
+from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
-from droplab.studies.stats import fmt_ci, mean_ci, paired_ci
+from droplab.studies.ensemble_analysis import current, method_table, pair, said
+from droplab.studies.ensemble_design import group_key
+from droplab.studies.ensemble_design import run_group as _run
+from droplab.studies.ensemble_design import trials as _trials
+from droplab.studies.stats import DEFAULT_MARGINS, adjust, compare, mean_ci
 
-__all__ = [
-    "PRESETS",
-    "QUESTION",
-    "STUDY",
-    "analyze",
-    "arithmetic_mean",
-    "disagreement",
-    "geometric_mean",
-    "mc_logits",
-    "mean_kl",
-    "run_group",
-    "scores",
-    "trials",
-]
+__all__ = ["PRESETS", "QUESTION", "STUDY", "analyze", "run_group", "trials"]
 
 QUESTION = (
     "With dropout we have something of a built-in ensemble method when many sub-networks "
@@ -71,524 +69,288 @@ QUESTION = (
     "to ensemble?"
 )
 
-# -- the grid -----------------------------------------------------------------------------------
+#: margin of the normalized-disagreement contrast (disagreement per unit of member error)
+RATIO_MARGIN = 0.1
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "seeds": [0, 1, 2],
-        "dataset": "digits",
-        "widths": [64],
-        "members": 2,
-        "samples": [1, 2, 5, 10, 20],
-        "epochs": 5,
-        "batch_size": 64,
-        "lr": 2e-3,
+        "budget": P.Budget(seeds=3, configs=2, max_steps=260, eval_steps=26, patience_steps=104),
+        "cell": P.Cell("digits", 1294, (64, 64), ("plain", "dropout")),
+        "members": 3,
+        "samples": 10,
+        "n_fit": 900,
     },
     "standard": {
-        "seeds": [0, 1, 2, 3, 4],
-        "dataset": "mnist1d",
-        "widths": [128, 128],
-        "members": 5,
-        "samples": [1, 2, 5, 10, 20, 50, 100],
-        "epochs": 30,
-        "batch_size": 100,
-        "lr": 3e-3,
+        "budget": P.Budget(seeds=10, configs=3, max_steps=1560, eval_steps=26, patience_steps=390),
+        "cell": P.Cell("digits", 1294, (100, 100), ("plain", "dropout")),
+        "members": 4,
+        "samples": 30,
+        "n_fit": 900,
     },
     "full": {
-        "seeds": list(range(10)),
-        "dataset": "mnist1d",
-        "widths": [256, 256],
-        "members": 8,
-        "samples": [1, 2, 5, 10, 20, 50, 100, 200],
-        "epochs": 100,
-        "batch_size": 100,
-        "lr": 1e-3,
+        "budget": P.BUDGETS["full"],
+        "cell": P.Cell("mnist1d", 3600, (256, 256), ("plain", "dropout")),
+        "members": 5,
+        "samples": 50,
+        "n_fit": 3000,
     },
 }
-HIDDEN_RATE, INPUT_RATE = 0.5, 0.2  # the dropout recipe of the note
-LINEAR_INPUT_RATE = 0.5  # input dropout of the one-layer control
 
 
-def trials(preset: str) -> list[Trial]:
-    """One trial per seed; everything about one seed (all arms) is stored in its row."""
+def trials(preset: str, *, seed: int = 0) -> list[Trial]:
+    """Replicates x {plain, dropout, long} x configurations of ``preset``, root ``seed``."""
     p = PRESETS[preset]
-    config = {
-        "dataset": p["dataset"],
-        "widths": list(p["widths"]),
-        "members": p["members"],
-        "samples": list(p["samples"]),
-        "epochs": p["epochs"],
-        "batch_size": p["batch_size"],
-        "lr": p["lr"],
-        "hidden_rate": HIDDEN_RATE,
-        "input_rate": INPUT_RATE,
-        "linear_input_rate": LINEAR_INPUT_RATE,
-        "data_seed": 0,
-    }
-    return [Trial("ensemble", config, seed, preset) for seed in p["seeds"]]
-
-
-# -- predictions and their scores (shared with the uncertainty study) ---------------------------
-
-
-def mc_logits(module: torch.nn.Module, x: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
-    """Logits of ``samples`` dropout masks, ``(T, n, C)`` for x ``(n, D)``.
-
-    The masks come from torch's RNG seeded with ``rng.derive(seed, "mc")`` inside
-    ``fork_rng`` (the global state is restored afterwards), so they are reproducible.
-    """
-    from droplab import mc_predict
-
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(rng.derive(seed, "mc"))
-        return mc_predict(module, x, samples=samples)  # (T, n, C)
-
-
-def arithmetic_mean(logits: torch.Tensor) -> torch.Tensor:
-    """Mean of the softmax outputs over dim 0: ``(T, n, C) -> (n, C)``."""
-    return logits.softmax(-1).mean(0)
-
-
-def geometric_mean(logits: torch.Tensor) -> torch.Tensor:
-    """Normalized geometric mean ``softmax(mean_t log softmax(z_t))``: ``(T, n, C) -> (n, C)``."""
-    return logits.log_softmax(-1).mean(0).softmax(-1)
-
-
-def scores(probs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """``acc, nll, ece`` (15 bins) of class probabilities ``(n, C)`` against labels ``(n,)``."""
-    from droplab.train import metrics
-
-    return {
-        "acc": float(metrics.accuracy(probs, y)),
-        "nll": float(metrics.nll(probs, y)),
-        "ece": float(metrics.ece(probs, y, bins=15)),
-    }
-
-
-def mean_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> float:
-    """Mean over rows of ``KL(p || q) = sum_c p log(p / q)``; p, q ``(n, C)``."""
-    p, q = p.clamp_min(eps), q.clamp_min(eps)
-    return float((p * (p.log() - q.log())).sum(-1).mean())
-
-
-def disagreement(probs: torch.Tensor) -> float:
-    """Mean over pairs (i < j) of the fraction of rows whose argmax differs; probs
-    ``(M, n, C)`` (M predictors). 0 when M < 2."""
-    pred = probs.argmax(-1)  # (M, n)
-    pairs = list(itertools.combinations(range(pred.shape[0]), 2))
-    if not pairs:
-        return 0.0
-    return float(np.mean([(pred[i] != pred[j]).float().mean().item() for i, j in pairs]))
-
-
-# -- the training --------------------------------------------------------------------------------
-
-
-def linear_model(input_shape, n_outputs, *, input_rate, hidden_rate):
-    """The one-layer control: input dropout then one linear layer (softmax regression)."""
-    from torch import nn
-
-    from droplab import Dropout
-
-    d = int(np.prod(input_shape))
-    return nn.Sequential(nn.Flatten(), Dropout(input_rate), nn.Linear(d, n_outputs))
-
-
-def _budget_metrics(curves: dict[str, list[float]], last_epoch: int) -> dict[str, float]:
-    """Test metrics at the lowest-val-loss epoch among epochs <= ``last_epoch``."""
-    epochs = np.asarray(curves["epoch"])
-    val = np.where(epochs <= last_epoch, np.asarray(curves["val_loss"]), np.inf)
-    i = int(np.argmin(val))
-    return {m: curves[f"test_{m}"][i] for m in ("acc", "nll", "ece")}
+    return _trials(
+        "ensemble",
+        preset,
+        seed,
+        p["cell"],
+        p["budget"],
+        members=p["members"],
+        samples=p["samples"],
+        n_fit=p["n_fit"],
+        long=True,
+        ood=False,
+    )
 
 
 def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
-    """Train all arms of all seeds and compute every prediction metric per seed."""
-    from droplab import data as dl_data
-    from droplab.models import ModelSpec
-    from droplab.train import MemberConfig, TrainConfig, fit
-
-    c = group[0].config
-    ds = dl_data.load(c["dataset"], seed=c["data_seed"])
-    M, Ts, E = c["members"], c["samples"], c["epochs"]
-    spec = ModelSpec("mlp", widths=tuple(c["widths"]))
-    cfg = TrainConfig(epochs=E, batch_size=c["batch_size"], lr=c["lr"])
-    drop = {"input_rate": c["input_rate"], "hidden_rate": c["hidden_rate"]}
-
-    def member_seed(t: Trial, m: int) -> int:
-        return rng.derive(t.seed, "member", m)
-
-    # members: per trial, M dropout then M plain (member m of both arms shares its seed)
-    members = []
-    for t in group:
-        members += [MemberConfig(seed=member_seed(t, m), **drop) for m in range(M)]
-        members += [MemberConfig(seed=member_seed(t, m)) for m in range(M)]
-    short = fit(spec, ds, members, cfg, device=device)
-    long_cfg = TrainConfig(epochs=M * E, batch_size=c["batch_size"], lr=c["lr"])
-    long = fit(
-        spec,
-        ds,
-        [MemberConfig(seed=member_seed(t, 0), **drop) for t in group],
-        long_cfg,
-        device=device,
-    )
-    linear = fit(
-        linear_model,
-        ds,
-        [MemberConfig(seed=member_seed(t, 0), input_rate=c["linear_input_rate"]) for t in group],
-        cfg,
-        device=device,
-    )
-
-    x, y = ds.x_test.to(device), ds.y_test.to(device)
-    out = []
-    for i, t in enumerate(group):
-        res: dict[str, float] = {}
-        base = 2 * M * i
-        with torch.no_grad():
-            drop_probs = torch.stack([short.module(base + m)(x).softmax(-1) for m in range(M)])
-            plain_probs = torch.stack(
-                [short.module(base + M + m)(x).softmax(-1) for m in range(M)]
-            )  # (M, n, C)
-        ws = drop_probs[0]
-        res.update({f"ws_{k}": v for k, v in scores(ws, y).items()})
-        res.update({f"plain_{k}": v for k, v in scores(plain_probs[0], y).items()})
-        # MC dropout over nested prefixes of the same T_max masks
-        z = mc_logits(short.module(base), x, max(Ts), t.seed)  # (T, n, C)
-        for T in Ts:
-            arith, geo = arithmetic_mean(z[:T]), geometric_mean(z[:T])
-            res.update({f"mc_arith_{k}_T{T}": v for k, v in scores(arith, y).items()})
-            res.update({f"mc_geo_{k}_T{T}": v for k, v in scores(geo, y).items()})
-            res[f"kl_geo_ws_T{T}"] = mean_kl(geo, ws)
-            res[f"kl_arith_ws_T{T}"] = mean_kl(arith, ws)
-            res[f"agree_geo_ws_T{T}"] = float((geo.argmax(-1) == ws.argmax(-1)).float().mean())
-            res[f"agree_arith_ws_T{T}"] = float((arith.argmax(-1) == ws.argmax(-1)).float().mean())
-        # explicit ensembles of the first m members, and the long dropout net at budget m
-        for m in range(1, M + 1):
-            res.update(
-                {f"ens_plain_{k}_M{m}": v for k, v in scores(plain_probs[:m].mean(0), y).items()}
-            )
-            res.update(
-                {f"ens_drop_{k}_M{m}": v for k, v in scores(drop_probs[:m].mean(0), y).items()}
-            )
-            res.update(
-                {
-                    f"long_ws_{k}_M{m}": v
-                    for k, v in _budget_metrics(long.members[i].curves, m * E).items()
-                }
-            )
-        z_long = mc_logits(long.module(i), x, max(Ts), t.seed)
-        res.update({f"long_mc_{k}": v for k, v in scores(arithmetic_mean(z_long), y).items()})
-        # diversity: argmax disagreement between members, and between single masks
-        res["div_plain"] = disagreement(plain_probs)
-        res["div_drop"] = disagreement(drop_probs)
-        res["div_masks"] = disagreement(z[: min(20, max(Ts))].softmax(-1))
-        # the one-layer control: geometric mean -> weight scaling as T grows (exact in the limit)
-        lin = linear.module(i)
-        with torch.no_grad():
-            lin_ws = lin(x).softmax(-1)
-        z_lin = mc_logits(lin, x, max(Ts), t.seed)
-        for T in Ts:
-            res[f"lin_kl_geo_ws_T{T}"] = mean_kl(geometric_mean(z_lin[:T]), lin_ws)
-            res[f"lin_agree_geo_ws_T{T}"] = float(
-                (geometric_mean(z_lin[:T]).argmax(-1) == lin_ws.argmax(-1)).float().mean()
-            )
-        res["best_epoch_drop"] = short.members[base].metrics["best_epoch"]
-        res["best_epoch_plain"] = short.members[base + M].metrics["best_epoch"]
-        res["best_epoch_long"] = long.members[i].metrics["best_epoch"]
-        out.append({"metrics": res})
-    return out
+    """One (replicate, recipe) of the shared design (:func:`ensemble_design.run_group`)."""
+    return _run(group, device)
 
 
-# -- the analysis --------------------------------------------------------------------------------
+# -- the analysis ----------------------------------------------------------------------------
 
 
-def _ci_row(label: str, size: int, compute: float, d: pd.DataFrame, prefix: str, suffix: str):
-    row: dict[str, Any] = {"method": label, "T_or_M": size, "train_compute": compute}
-    for k, scale in (("acc", 100.0), ("nll", 1.0), ("ece", 100.0)):
-        col = f"{prefix}{k}{suffix}"
-        if col not in d:
-            return None
-        name = {"acc": "test_error_pct", "nll": "test_nll", "ece": "test_ece_pct"}[k]
-        vals = (1.0 - d[col]) * 100 if k == "acc" else d[col] * scale
-        m, lo, hi = mean_ci(vals.to_numpy())
-        row.update({name: m, f"{name}_lo": lo, f"{name}_hi": hi})
-    return row
-
-
-def _sizes(d: pd.DataFrame, stem: str, letter: str) -> list[int]:
-    out = set()
-    for col in d.columns:
-        if col.startswith(stem) and col.rsplit("_", 1)[-1].startswith(letter):
-            tail = col.rsplit("_", 1)[-1][1:]
-            if tail.isdigit():
-                out.add(int(tail))
-    return sorted(out)
-
-
-def method_table(d: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, T or M): test error (%), NLL, ECE (%) with 95% CIs over seeds."""
-    Ts, Ms = _sizes(d, "mc_arith_acc", "T"), _sizes(d, "ens_plain_acc", "M")
-    specs = [("weight scaling", 1, 1, "ws_", ""), ("single net, no dropout", 1, 1, "plain_", "")]
-    specs += [(f"MC arithmetic, T={T}", T, 1, "mc_arith_", f"_T{T}") for T in Ts]
-    specs += [(f"MC geometric, T={T}", T, 1, "mc_geo_", f"_T{T}") for T in Ts]
-    specs += [(f"ensemble no-dropout, M={m}", m, m, "ens_plain_", f"_M{m}") for m in Ms]
-    specs += [(f"ensemble dropout, M={m}", m, m, "ens_drop_", f"_M{m}") for m in Ms]
-    specs += [(f"dropout net, {m}x epochs (WS)", m, m, "long_ws_", f"_M{m}") for m in Ms]
-    if Ms and Ts:
-        specs += [
-            (f"dropout net, {max(Ms)}x epochs (MC T={max(Ts)})", max(Ts), max(Ms), "long_mc_", "")
-        ]
-    rows = [_ci_row(label, size, compute, d, pre, suf) for label, size, compute, pre, suf in specs]
-    return pd.DataFrame([r for r in rows if r is not None])
-
-
-def _paired(d: pd.DataFrame, a: str, b: str, *, error: bool = False) -> tuple[float, float, float]:
-    """Paired (by seed) mean difference a - b; for accuracies as error points (a - b)."""
-    if error:
-        return paired_ci((1 - d[a]).to_numpy() * 100, (1 - d[b]).to_numpy() * 100)
-    return paired_ci(d[a].to_numpy(), d[b].to_numpy())
-
-
-def comparison_table(d: pd.DataFrame) -> pd.DataFrame:
-    """The paired comparisons the verdict quotes: difference (first - second) with CIs."""
-    Ts, Ms = _sizes(d, "mc_arith_acc", "T"), _sizes(d, "ens_plain_acc", "M")
-    T, M = max(Ts), max(Ms)
-    pairs = [
-        (f"MC arithmetic T={T} - weight scaling", f"mc_arith_{{}}_T{T}", "ws_{}"),
-        (f"MC geometric T={T} - weight scaling", f"mc_geo_{{}}_T{T}", "ws_{}"),
-        ("weight scaling - no-dropout single net", "ws_{}", "plain_{}"),
+def _contrasts(t: dict[str, pd.DataFrame], M: int, roots) -> list[Contrast]:
+    plain, drop, long = t["plain"], t["dropout"], t["long"]
+    err = P.error_points(roots)
+    E = f"ensemble of {M} tuned no-dropout nets"
+    out = [
+        compare(
+            "ensemble_vs_long_dropout",
+            *pair(plain, "ens_error", long, "mc_error"),
+            primary=True,
+            description=f"{E} − one tuned dropout net trained with {M}x the step budget "
+            "(MC average), test error",
+            **err,
+        )
+    ]
+    specs = [
         (
-            f"ensemble no-dropout M={M} - dropout net {M}x epochs (WS)",
-            f"ens_plain_{{}}_M{M}",
-            f"long_ws_{{}}_M{M}",
+            "ensemble_vs_dropout_ensemble",
+            plain,
+            "ens_error",
+            drop,
+            "ens_error",
+            f"{E} − ensemble of {M} tuned dropout nets, test error",
         ),
         (
-            f"ensemble no-dropout M={M} - dropout net {M}x epochs (MC)",
-            f"ens_plain_{{}}_M{M}",
-            "long_mc_{}",
+            "ensemble_vs_dropout",
+            plain,
+            "ens_error",
+            drop,
+            "mc_error",
+            f"{E} − one tuned dropout net (MC, normal budget), test error",
         ),
         (
-            f"ensemble dropout M={M} - ensemble no-dropout M={M}",
-            f"ens_drop_{{}}_M{M}",
-            f"ens_plain_{{}}_M{M}",
+            "long_vs_normal_dropout",
+            long,
+            "mc_error",
+            drop,
+            "mc_error",
+            f"tuned dropout net with {M}x the budget − with the normal budget (MC), test error",
+        ),
+        (
+            "dropout_vs_plain",
+            drop,
+            "ws_error",
+            plain,
+            "ws_error",
+            "one tuned dropout net (weight scaling) − one tuned no-dropout net, test error",
+        ),
+        (
+            "mc_vs_ws",
+            drop,
+            "mc_error",
+            drop,
+            "ws_error",
+            "MC average − weight scaling of the tuned dropout net, test error",
         ),
     ]
-    rows = []
-    for label, a, b in pairs:
-        row: dict[str, Any] = {"comparison": label}
-        for k, name, error, scale in (
-            ("acc", "d_error_pts", True, 1.0),
-            ("nll", "d_nll", False, 1.0),
-            ("ece", "d_ece_pts", False, 100.0),
-        ):
-            m, lo, hi = _paired(d, a.format(k), b.format(k), error=error)
-            row.update({name: m * scale, f"{name}_lo": lo * scale, f"{name}_hi": hi * scale})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for name, a, ca, b, cb, text in specs:
+        out.append(compare(name, *pair(a, ca, b, cb), description=text, **err))
+    out.append(
+        compare(
+            "ensemble_vs_long_dropout_nll",
+            *pair(plain, "ens_ts_nll", long, "mc_ts_nll"),
+            description=f"{E} − dropout net with {M}x the budget (MC), test NLL after "
+            "temperature scaling",
+            metric="test_nll_ts",
+            unit="nats",
+            margin=DEFAULT_MARGINS["nats"],
+            root_seeds=roots,
+        )
+    )
+    out.append(
+        compare(
+            "masks_vs_nets_disagreement",
+            *pair(drop, "div_masks_normalized", plain, "div_nets_normalized"),
+            description=f"disagreement per unit of member error: {M} masks of the tuned "
+            f"dropout net − {M} tuned no-dropout nets",
+            metric="normalized_disagreement",
+            unit="ratio",
+            margin=RATIO_MARGIN,
+            root_seeds=roots,
+        )
+    )
+    return adjust(out)
 
 
-def agreement_table(d: pd.DataFrame) -> pd.DataFrame:
-    """KL(mean over T masks || weight scaling) and argmax agreement vs T, deep and one layer."""
+def _tables(t: dict[str, pd.DataFrame], M: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    methods = method_table(
+        [
+            ("one tuned no-dropout net", t["plain"], "ws", "steps"),
+            (f"ensemble of {M} tuned no-dropout nets", t["plain"], "ens", "ens_steps"),
+            ("tuned dropout net, weight scaling", t["dropout"], "ws", "steps"),
+            ("tuned dropout net, MC", t["dropout"], "mc", "steps"),
+            (f"ensemble of {M} tuned dropout nets", t["dropout"], "ens", "ens_steps"),
+            (f"dropout net, {M}x budget, weight scaling", t["long"], "ws", "steps"),
+            (f"dropout net, {M}x budget, MC", t["long"], "mc", "steps"),
+        ]
+    )
     rows = []
-    for T in _sizes(d, "mc_arith_acc", "T"):
-        row: dict[str, Any] = {"T": T}
-        for col, name in (
-            (f"kl_geo_ws_T{T}", "kl_geo_ws"),
-            (f"kl_arith_ws_T{T}", "kl_arith_ws"),
-            (f"agree_geo_ws_T{T}", "agree_geo_ws"),
-            (f"lin_kl_geo_ws_T{T}", "linear_kl_geo_ws"),
-            (f"lin_agree_geo_ws_T{T}", "linear_agree_geo_ws"),
-        ):
-            m, lo, hi = mean_ci(d[col].to_numpy())
+    for label, frame, col in (
+        (f"{M} single masks of the tuned dropout net", t["dropout"], "div_masks"),
+        (f"{M} tuned dropout nets (weight scaling)", t["dropout"], "div_nets"),
+        (f"{M} tuned no-dropout nets", t["plain"], "div_nets"),
+    ):
+        row: dict[str, Any] = {"predictors": label}
+        for k in ("raw", "error", "normalized"):
+            scale = 1.0 if k == "normalized" else 100.0
+            m, lo, hi = mean_ci(frame[f"{col}_{k}"].to_numpy(float) * scale)
+            name = {
+                "raw": "disagreement_pct",
+                "error": "member_error_pct",
+                "normalized": "per_error",
+            }[k]
             row.update({name: m, f"{name}_lo": lo, f"{name}_hi": hi})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return methods, pd.DataFrame(rows)
 
 
-def _figures(table: pd.DataFrame, agree: pd.DataFrame) -> dict[str, Any]:
+def _steps(frame: pd.DataFrame, col: str) -> str:
+    return f"{frame[col].mean():.0f}"
+
+
+def _answer(c: Contrast, t: dict[str, pd.DataFrame], M: int, label: str) -> str:
+    ens, long = _steps(t["plain"], "ens_steps"), _steps(t["long"], "steps")
+    cap = _steps(t["long"], "step_cap")
+    subject = (
+        f"an ensemble of {M} tuned no-dropout nets against one tuned dropout net allowed "
+        f"{M}x the training (MC-averaged)"
+    )
+    return (
+        f"On {label}, {said(c, subject, 'test error', 'points')}; training steps used: {ens} "
+        f"by the ensemble, {long} by the dropout net of its cap of {cap}."
+    )
+
+
+def _figure(methods: pd.DataFrame, contrasts: list[Contrast]) -> dict[str, Any]:
     from droplab.report import style
 
-    figs = {}
-    fig, axes = style.figure(ncols=3, width=13, height=3.4)
-    for ax, (col, label) in zip(
-        axes,
-        (
-            ("test_error_pct", "test error (%)"),
-            ("test_nll", "test NLL (nats)"),
-            ("test_ece_pct", "ECE (%)"),
-        ),
-    ):
-        for i, stem in enumerate(("MC arithmetic", "MC geometric")):
-            t = table[table["method"].str.startswith(stem)].sort_values("T_or_M")
-            style.band(
-                ax,
-                t["T_or_M"],
-                t[col],
-                t[f"{col}_lo"],
-                t[f"{col}_hi"],
-                color=style.color(i),
-                label=stem,
-            )
-        ws = table[table["method"] == "weight scaling"].iloc[0]
-        ax.axhline(ws[col], color=style.color(6), linestyle="--", label="weight scaling")
-        ax.axhspan(ws[f"{col}_lo"], ws[f"{col}_hi"], color=style.color(6), alpha=0.1)
-        ax.set(xscale="log", xlabel="MC samples T (masks)", ylabel=label)
-    axes[0].legend()
-    figs["mc_vs_T"] = fig
-
-    fig, axes = style.figure(ncols=3, width=13, height=3.4)
-    for ax, (col, label) in zip(
-        axes,
-        (
-            ("test_error_pct", "test error (%)"),
-            ("test_nll", "test NLL (nats)"),
-            ("test_ece_pct", "ECE (%)"),
-        ),
-    ):
-        for i, stem in enumerate(("ensemble no-dropout", "ensemble dropout", "dropout net, ")):
-            t = table[table["method"].str.startswith(stem) & ~table["method"].str.contains("MC")]
-            t = t.sort_values("train_compute")
-            name = "dropout net, M x epochs (WS)" if stem == "dropout net, " else stem
-            style.band(
-                ax,
-                t["train_compute"],
-                t[col],
-                t[f"{col}_lo"],
-                t[f"{col}_hi"],
-                color=style.color(i + 2),
-                label=name,
-            )
-        ax.set(xlabel="training compute (single-net trainings M)", ylabel=label)
-    axes[0].legend()
-    figs["ensemble_vs_compute"] = fig
-
-    fig, ax = style.figure(width=5.2, height=3.4)
-    style.band(
+    fig, ax = style.figure(width=7.0, height=3.8)
+    style.bars(
         ax,
-        agree["T"],
-        agree["kl_geo_ws"],
-        agree["kl_geo_ws_lo"],
-        agree["kl_geo_ws_hi"],
-        color=style.color(0),
-        label="MLP (deep)",
+        list(methods["method"]),
+        methods["test_error_pct"],
+        methods["test_error_pct_lo"],
+        methods["test_error_pct_hi"],
     )
-    style.band(
-        ax,
-        agree["T"],
-        agree["linear_kl_geo_ws"],
-        agree["linear_kl_geo_ws_lo"],
-        agree["linear_kl_geo_ws_hi"],
-        color=style.color(1),
-        label="one softmax layer",
-    )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="MC samples T (masks)",
-        ylabel="KL(geometric mean || weight scaling) (nats)",
-    )
-    ax.legend()
-    figs["geometric_vs_weight_scaling"] = fig
-    return figs
-
-
-def _sig(lo: float, hi: float, more: str, less: str, same: str = "indistinguishable") -> str:
-    if math.isnan(lo) or math.isnan(hi):
-        return same
-    return more if lo > 0 else less if hi < 0 else same
+    ax.set(ylabel="test error (%)", title="tuned methods, 95% CI over replicates")
+    ax.tick_params(axis="x", labelrotation=30)
+    forest, fax = style.figure(width=6.4, height=0.35 * len(contrasts) + 1.2)
+    errs = [c for c in contrasts if c.unit == "points"]
+    y = np.arange(len(errs))[::-1]
+    for yi, c in zip(y, errs):
+        fax.errorbar(
+            c.estimate,
+            yi,
+            xerr=[[c.estimate - c.ci_low], [c.ci_high - c.estimate]],
+            fmt="o",
+            color="black" if c.primary else "#555555",
+        )
+    fax.axvline(0, color="#333333", linewidth=0.8)
+    for m in (-1, 1):
+        fax.axvline(m * (errs[0].margin if errs else 1.0), color="#999999", linestyle=":")
+    fax.set_yticks(y, [c.name for c in errs], fontsize=7)
+    fax.set(xlabel="difference in test error (points), Holm-widened for secondaries")
+    return {"methods": fig, "contrasts": forest}
 
 
 def analyze(frame: pd.DataFrame) -> Findings:
-    """MC vs weight scaling, geometric-mean agreement, ensembles at equal compute, diversity."""
-    d = frame[frame["status"] == "finished"].reset_index(drop=True)
-    failed = [
-        f"seed {r.seed}: {r.status} {r.error}"
-        for r in frame[frame["status"] != "finished"].itertuples()
-    ]
-    if d.empty:
+    """Tuned ensemble vs tuned dropout nets at stated compute, calibration, disagreement."""
+    done = frame[frame["status"] == "finished"] if len(frame) else frame
+    failed = P.failed_lines(frame) if len(frame) else []
+    stale: list[str] = []
+    if not done.empty:
+        done, stale = current(done, PRESETS[str(done["preset"].iloc[0])])
+    if done.empty or not {"plain", "dropout", "long"} <= set(done["arm"]):
         return Findings(
             "ensemble", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed
         )
-    table, comp, agree = method_table(d), comparison_table(d), agreement_table(d)
-    Ts, Ms = _sizes(d, "mc_arith_acc", "T"), _sizes(d, "ens_plain_acc", "M")
-    T, M = max(Ts), max(Ms)
-    mc, _geo, _ws_plain, ens_long, ens_long_mc, drop_plain = comp.itertuples()
-
-    def err(r) -> str:
-        return f"{fmt_ci(r.d_error_pts, r.d_error_pts_lo, r.d_error_pts_hi, digits=1)} error pts"
-
-    def nll(r) -> str:
-        return f"{fmt_ci(r.d_nll, r.d_nll_lo, r.d_nll_hi, digits=3)} NLL"
-
-    a = agree[agree["T"] == T].iloc[0]
-    t2 = agree[agree["T"] == min(t for t in Ts if t > 1)].iloc[0] if len(Ts) > 1 else a
-    fall_deep = t2.kl_geo_ws / max(a.kl_geo_ws, 1e-300)
-    fall_lin = t2.linear_kl_geo_ws / max(a.linear_kl_geo_ws, 1e-300)
-    div = {k: mean_ci(d[k].to_numpy()) for k in ("div_plain", "div_drop", "div_masks")}
-    ens_word = _sig(
-        ens_long.d_error_pts_lo,
-        ens_long.d_error_pts_hi,
-        "worse than",
-        "better than",
-        "indistinguishable in error from",
-    )
-    verdict = (
-        f"Averaging T={T} masks vs weight scaling: {err(mc)}, {nll(mc)} "
-        f"({_sig(mc.d_nll_lo, mc.d_nll_hi, 'worse', 'better')} NLL); weight scaling agrees "
-        f"with the geometric mean of the masks on {a.agree_geo_ws * 100:.1f}% of test points "
-        f"(KL {a.kl_geo_ws:.4f} nats) vs KL {a.linear_kl_geo_ws:.5f} for a single softmax layer, "
-        f"where Baldi & Sadowski's identity makes it exact; from T={t2['T']:g} to T={T} the KL "
-        f"falls {fall_lin:.0f}-fold for the single layer but {fall_deep:.1f}-fold for the MLP. "
-        f"An explicit ensemble of M={M} "
-        f"no-dropout nets is {ens_word} one dropout net trained with the same compute "
-        f"({M}x epochs): {err(ens_long)}, {nll(ens_long)} against its weight scaling and "
-        f"{err(ens_long_mc)}, {nll(ens_long_mc)} against its MC average (T={T}); ensembling {M} dropout nets vs {M} "
-        f"no-dropout nets: {err(drop_plain)}. Diversity (argmax disagreement): two masks of "
-        f"one net {div['div_masks'][0] * 100:.1f}%, two no-dropout nets "
-        f"{div['div_plain'][0] * 100:.1f}%, two dropout nets {div['div_drop'][0] * 100:.1f}%."
-    )
-    key_number = f"ensemble M={M} vs dropout net, equal compute: {err(ens_long)}"
-    div_table = pd.DataFrame(
-        [
-            {"pair": k, "disagreement_pct": v[0] * 100, "lo": v[1] * 100, "hi": v[2] * 100}
-            for k, v in div.items()
-        ]
-    )
-    r = d.iloc[0]
-    seeds = sorted(d["seed"])
+    M = int(done.loc[done["arm"] == "plain", "members"].iloc[0])
+    T = int(done["samples"].iloc[0])
+    t = {arm: P.tuned(done, [arm]) for arm in ("plain", "dropout", "long")}
+    roots = P.root_seeds(done)
+    contrasts = _contrasts(t, M, roots)
+    methods, div = _tables(t, M)
+    label = {"digits": "digits", "mnist1d": "MNIST-1D"}.get(str(done["dataset"].iloc[0]))
+    answer = _answer(contrasts[0], t, M, label)
+    lines = [f"{c.description}: {c.short(2 if c.unit != 'points' else 1)}" for c in contrasts]
+    configs = int(done.loc[done["arm"] == "plain", "config"].max()) + 1
+    b = done.iloc[0]
     method = (
-        f"Data: {r.dataset} (droplab.data, split data_seed 0). Model: MLP {tuple(r.widths)} "
-        f"(ReLU); dropout nets use input rate {r.input_rate:g}, hidden rate {r.hidden_rate:g} "
-        f"(inverted). Training: Adam lr {r.lr:g}, batch {r.batch_size}, {r.epochs} epochs "
-        f"(the long run {M * r.epochs}), weights of the lowest-validation-loss epoch. Per seed "
-        f"{M} dropout and {M} no-dropout members (member m of both arms shares its init and "
-        f"batch order), a long dropout run, and a one-layer control (softmax regression with "
-        f"input dropout {r.linear_input_rate:g}). MC: T up to {T} masks on the test set, "
-        f"nested prefixes of one mask stream. Seeds: {len(seeds)}. CIs: 95% Student-t over "
-        f"seeds; comparisons paired by seed. ECE: 15 equal-width bins."
+        f"{label}, a training pool of {int(b['n_train'])} of which {int(b['n_fit'])} train "
+        f"and the rest join the validation split, a fresh data draw per replicate (test set "
+        f"included); MLP {tuple(b['widths'])}; {contrasts[0].n_seeds} replicates, root seeds "
+        f"{', '.join(map(str, roots))}. Each arm tuned with {configs} quasi-random "
+        f"configurations (learning rate, AdamW weight decay, max-norm; dropout: hidden rate "
+        f"in [0.1, 0.6]), each trained as {M} members (seeds), up to {int(b['max_steps'])} "
+        f"steps of batch {int(b['batch_size'])}, early stopping after "
+        f"{int(b['patience_steps'])} steps without a better validation error; the "
+        f"configuration with member 0's lowest validation error is the arm's result. Long "
+        f"run: the dropout configurations with cap and patience x{M}. MC: mean softmax of "
+        f"{T} masks. Temperature scaling: one T per method fitted on validation NLL. "
+        f"Training compute = optimizer steps used. CIs: 95% paired t over replicates; calls "
+        f"per docs/statistics.md (±1 point, ±0.02 nats, ±{RATIO_MARGIN} disagreement per "
+        f"error; secondaries Holm-adjusted)."
     )
     return Findings(
         study="ensemble",
         question=QUESTION,
-        verdict=verdict,
-        key_number=key_number,
-        table=table,
-        extra_tables={
-            "paired comparisons": comp,
-            "geometric mean vs weight scaling": agree,
-            "diversity": div_table,
-        },
-        figures=_figures(table, agree),
+        verdict=answer + " " + "; ".join(lines[1:]) + ".",
+        key_number=contrasts[0].short(),
+        table=pd.DataFrame([c.to_dict() for c in contrasts]),
+        figures=_figure(methods, contrasts),
         method=method,
+        extra_tables={
+            "methods (test metrics before/after temperature scaling; train_steps = "
+            "optimizer steps used, summed over an ensemble's members)": methods.round(4),
+            "disagreement (argmax, pairs of predictors)": div.round(4),
+        },
         failed=failed,
         references=[
-            "Baldi & Sadowski (2013). Understanding dropout. NeurIPS.",
-            "Srivastava et al. (2014). Dropout: a simple way to prevent neural networks from overfitting. JMLR 15.",
-            "Gal & Ghahramani (2016). Dropout as a Bayesian approximation. ICML.",
-            "Lakshminarayanan, Pritzel & Blundell (2017). Simple and scalable predictive uncertainty estimation using deep ensembles. NeurIPS.",
-            "Hara, Saitoh & Shouno (2016). Analysis of dropout learning regarded as ensemble learning. ICANN.",
+            "srivastava2014",
+            "Lakshminarayanan, Pritzel & Blundell (2017). Simple and scalable predictive "
+            "uncertainty estimation using deep ensembles. NeurIPS.",
+            "Guo, Pleiss, Sun & Weinberger (2017). On calibration of modern neural networks. ICML.",
+            "Fort, Hu & Lakshminarayanan (2019). Deep ensembles: a loss landscape "
+            "perspective. arXiv:1912.02757.",
         ],
+        answer=answer,
+        contrasts=contrasts,
+        notes=P.cap_note(done, "ensemble") + stale,
     )
 
 
@@ -598,8 +360,12 @@ STUDY = Study(
     trials=trials,
     run_group=run_group,
     analyze=analyze,
+    group_key=group_key,
     description=(
-        "A dropout MLP: weight scaling vs MC averaging (arithmetic and geometric, T=1..100) "
-        "vs explicit ensembles of M nets with and without dropout at equal training compute."
+        "Tuned no-dropout and tuned dropout arms (equal search budgets, each configuration "
+        "trained as M members), and the dropout configurations trained with M times the "
+        "budget: ensemble vs dropout at stated, equal training compute; test error, NLL "
+        "and ECE before/after temperature scaling; disagreement of masks vs nets."
     ),
+    seeded=True,
 )
