@@ -97,11 +97,6 @@ def _normal(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return eps.to(_work_dtype(x))
 
 
-def _keep_mask(shape: Sequence[int], keep: float, x: torch.Tensor, generator) -> torch.Tensor:
-    """Bernoulli(keep) mask of ``shape`` in x's dtype: 1 = kept, 0 = dropped."""
-    return (_uniform(shape, x, generator) < keep).to(x.dtype)
-
-
 _F32_MAX = torch.finfo(torch.float32).max
 
 
@@ -512,12 +507,14 @@ def alpha_dropout(
     # in float32 for float16/bfloat16 x: a and b exceed 65504 below keep ~2e-10, where
     # float16's alpha' a + b would be -inf + inf = NaN (.to is a no-op for float32/64)
     xw = x.to(_work_dtype(x))
-    mask = _keep_mask(x.shape, keep, xw, generator)
+    kept = _uniform(x.shape, x, generator) < keep  # bool, C-contiguous
+    if not x.is_contiguous():  # the mask in x's memory layout, so that the output is too
+        kept = torch.empty_like(x, dtype=torch.bool).copy_(kept)
     # a dropped unit is alpha' a + b = alpha' a keep, formed here without adding two terms
     # of size ~a (a ~ keep^-1/2: at keep 1e-12 float32's rounding of alpha' a + b is off by
     # ~0.06 against a true value of ~-1e-6)
     dropped = _ALPHA_PRIME * a * keep
-    return torch.where(mask != 0, xw * a + b, dropped).to(x.dtype)
+    return torch.where(kept, xw * a + b, dropped).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- structured
