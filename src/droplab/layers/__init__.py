@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from droplab.layers.bernoulli import Dropout, FixedCountDropout
 from droplab.layers.dropconnect import DropConnect
-from droplab.layers.droppath import DropPath
-from droplab.layers.gaussian import AlphaDropout, GaussianDropout, GaussianNoise
-from droplab.layers.mc import is_dropout, mc_mode, mc_predict, replace_dropout
+from droplab.layers.droppath import DropPath, drop_path_schedule
+from droplab.layers.gaussian import (
+    AlphaDropout,
+    FeatureAlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+)
+from droplab.layers.mc import (
+    is_dropout,
+    mc_mode,
+    mc_predict,
+    replace_dropout,
+)
 from droplab.layers.structured import DropBlock, SpatialDropout
 
 __all__ = [
@@ -20,10 +30,12 @@ __all__ = [
     "DropConnect",
     "DropPath",
     "Dropout",
+    "FeatureAlphaDropout",
     "FixedCountDropout",
     "GaussianDropout",
     "GaussianNoise",
     "SpatialDropout",
+    "drop_path_schedule",
     "is_dropout",
     "mc_mode",
     "mc_predict",

@@ -8,21 +8,39 @@ import torch
 from torch import nn
 
 from droplab import functional as F
-from droplab._validate import DEFAULT_RATE, check_generator, check_rate
-from droplab.layers.bernoulli import rate_repr
+from droplab._validate import (
+    DEFAULT_RATE,
+    check_bool,
+    check_generator,
+    check_positive_int,
+    check_rate,
+)
+from droplab.layers.bernoulli import TorchNames, rate_repr
 
 __all__ = ["DropBlock", "SpatialDropout"]
 
 
-class SpatialDropout(nn.Module):
-    r"""Drop whole channels of ``(N, C, *spatial)`` input, any number >= 1 of spatial dims.
+class SpatialDropout(TorchNames, nn.Module):
+    r"""Drop whole channels of ``(N, C, *spatial)`` input, any number >= 1 of spatial dims:
+    ``torch.nn.Dropout1d``/``Dropout2d``/``Dropout3d`` in one layer.
 
     :math:`y_{n,c,\ldots} = x_{n,c,\ldots}\, m_{n,c}/\text{keep}`, one Bernoulli(keep) per
-    (example, channel) (Tompson et al. 2015). Inputs of rank < 3 raise a ``ValueError``
-    instead of being silently reinterpreted. Identity in eval.
+    (example, channel) (Tompson et al. 2015). Identity in eval.
+
+    The rank alone cannot tell a batched ``(N, C, L)`` from an unbatched ``(C, H, W)``:
+    without ``spatial_dims`` input is always batched and rank < 3 raises a ``ValueError``
+    (``torch.nn.Dropout2d`` guesses, with a warning); ``spatial_dims=k`` also accepts the
+    unbatched ``(C, *k dims)`` (``Dropout1d`` is ``k=1``, ``Dropout3d`` is ``k=3``).
+
+    Args:
+        rate: probability of dropping a channel (or ``p``, torch's name, or ``keep``).
+        inplace: write the result into the input (torch's ``inplace``).
+        spatial_dims: number of spatial dims, to accept unbatched input; ``None``: any
+            number, batched input only.
 
     Shape:
-        Input: ``(N, C, *spatial)``. Output: same shape.
+        Input: ``(N, C, *spatial)``, or ``(C, *spatial)`` with ``spatial_dims``.
+        Output: same shape and memory layout.
 
     Example:
         >>> import torch, droplab as dl
@@ -33,19 +51,36 @@ class SpatialDropout(nn.Module):
     def __init__(
         self,
         rate: float | None = DEFAULT_RATE,
+        inplace: bool = False,
         *,
+        p: float | None = None,
         keep: float | None = None,
+        spatial_dims: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.rate, self.keep = check_rate(rate, keep)
+        self.rate, self.keep = check_rate(rate, keep, p=p)
+        self.inplace = check_bool(inplace, "inplace")
+        if spatial_dims is not None:
+            spatial_dims = check_positive_int(spatial_dims, "spatial_dims")
+        self.spatial_dims = spatial_dims
         self.generator = check_generator(generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.spatial_dropout(x, self.rate, training=self.training, generator=self.generator)
+        return F.spatial_dropout(
+            x,
+            self.rate,
+            training=self.training,
+            generator=self.generator,
+            spatial_dims=self.spatial_dims,
+            inplace=self.inplace,
+        )
 
     def extra_repr(self) -> str:
-        return rate_repr(self.rate, self.keep)
+        s = rate_repr(self.rate, self.keep)
+        if self.spatial_dims is not None:
+            s += f", spatial_dims={self.spatial_dims}"
+        return s + (", inplace=True" if self.inplace else "")
 
 
 class DropBlock(nn.Module):
