@@ -30,4 +30,5 @@ from droplab.layers import (  # noqa: F401  (the dropout family, at top level)
     mc_mode,
     mc_predict,
     replace_dropout,
+    restore_dropout,
 )

@@ -21,6 +21,7 @@ from droplab.layers.mc import (
     mc_mode,
     mc_predict,
     replace_dropout,
+    restore_dropout,
 )
 from droplab.layers.structured import DropBlock, SpatialDropout
 
@@ -40,4 +41,5 @@ __all__ = [
     "mc_mode",
     "mc_predict",
     "replace_dropout",
+    "restore_dropout",
 ]
