@@ -38,6 +38,11 @@ class LayerSpec:
         return self.name
 
 
+def seed_of(g: torch.Generator | None) -> int | None:
+    """The int ``seed=`` that stands for the generator the contract tests pass."""
+    return None if g is None else g.initial_seed()
+
+
 LAYERS = [
     LayerSpec("dropout", lambda g: dl.Dropout(0.3, generator=g), (6, 5, 7)),
     LayerSpec(
@@ -45,6 +50,8 @@ LAYERS = [
         lambda g: dl.Dropout(keep=0.6, scaling="classic", broadcast_dims=1, generator=g),
         (6, 5, 7),
     ),
+    LayerSpec("dropout-seed", lambda g: dl.Dropout(0.3, seed=seed_of(g)), (6, 5, 7)),
+    LayerSpec("dropblock-seed", lambda g: dl.DropBlock(0.3, 2, seed=seed_of(g)), (4, 3, 5, 6)),
     LayerSpec("fixed-count", lambda g: dl.FixedCountDropout(0.3, generator=g), (6, 5, 7)),
     LayerSpec("gaussian-dropout", lambda g: dl.GaussianDropout(0.3, generator=g), (6, 5, 7)),
     LayerSpec("gaussian-noise", lambda g: dl.GaussianNoise(0.5, generator=g), (6, 5, 7), False),

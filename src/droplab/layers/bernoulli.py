@@ -13,9 +13,9 @@ from droplab._validate import (
     check_bool,
     check_choice,
     check_dims,
-    check_generator,
     check_rate,
 )
+from droplab.layers._seed import init_randomness
 
 __all__ = ["Dropout", "FixedCountDropout", "TorchNames", "rate_repr"]
 
@@ -88,6 +88,7 @@ class Dropout(TorchNames, nn.Module):
         scaling: str = "inverted",
         broadcast_dims: int | Sequence[int] = (),
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -95,7 +96,7 @@ class Dropout(TorchNames, nn.Module):
         self.inplace = check_bool(inplace, "inplace")
         self.scaling = check_choice(scaling, "scaling", F.SCALINGS)
         self.broadcast_dims = check_dims(broadcast_dims, "broadcast_dims")
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
         self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,12 +149,13 @@ class FixedCountDropout(TorchNames, nn.Module):
         keep: float | None = None,
         scaling: str = "inverted",
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep)
         self.scaling = check_choice(scaling, "scaling", F.SCALINGS)
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
         self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from droplab import functional as F
-from droplab._validate import check_bool, check_choice, check_generator, check_rate
+from droplab._validate import check_bool, check_choice, check_rate
+from droplab.layers._seed import init_randomness
 from droplab.layers.bernoulli import TorchNames, rate_repr
 
 __all__ = ["DropPath", "drop_path_schedule"]
@@ -46,12 +47,13 @@ class DropPath(TorchNames, nn.Module):
         scale_by_keep: bool = True,
         mode: str = "row",
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep, p=p, default=0.0)
         self.scale_by_keep = check_bool(scale_by_keep, "scale_by_keep")
         self.mode = check_choice(mode, "mode", F.DROP_PATH_MODES)
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.drop_path(

@@ -11,11 +11,11 @@ from droplab._validate import (
     DEFAULT_RATE,
     check_bool,
     check_choice,
-    check_generator,
     check_nonneg_float,
     check_positive_int,
     check_rate,
 )
+from droplab.layers._seed import init_randomness
 from droplab.layers.bernoulli import TorchNames, rate_repr
 
 __all__ = ["AlphaDropout", "FeatureAlphaDropout", "GaussianDropout", "GaussianNoise"]
@@ -47,6 +47,7 @@ class GaussianDropout(nn.Module):
         keep: float | None = None,
         sigma: float | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -54,7 +55,7 @@ class GaussianDropout(nn.Module):
         # the Bernoulli rate with the same multiplier variance: sigma^2 = rate / (1 - rate)
         self.rate = self.sigma**2 / (1.0 + self.sigma**2)
         self.keep = 1.0 - self.rate
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
         self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +87,12 @@ class GaussianNoise(nn.Module):
         [1.0, 1.0]
     """
 
-    def __init__(self, std: float, *, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, std: float, *, generator: torch.Generator | None = None, seed: int | None = None
+    ) -> None:
         super().__init__()
         self.std = check_nonneg_float(std, "std")
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.gaussian_noise(x, self.std, training=self.training, generator=self.generator)
@@ -123,11 +126,12 @@ class AlphaDropout(TorchNames, nn.Module):
         p: float | None = None,
         keep: float | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep, p=p)
         self.inplace = check_bool(inplace, "inplace")
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.alpha_dropout(
@@ -169,6 +173,7 @@ class FeatureAlphaDropout(TorchNames, nn.Module):
         keep: float | None = None,
         spatial_dims: int | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep, p=p)
@@ -176,7 +181,7 @@ class FeatureAlphaDropout(TorchNames, nn.Module):
         if spatial_dims is not None:
             spatial_dims = check_positive_int(spatial_dims, "spatial_dims")
         self.spatial_dims = spatial_dims
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.feature_alpha_dropout(

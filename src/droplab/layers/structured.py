@@ -11,10 +11,10 @@ from droplab import functional as F
 from droplab._validate import (
     DEFAULT_RATE,
     check_bool,
-    check_generator,
     check_positive_int,
     check_rate,
 )
+from droplab.layers._seed import init_randomness
 from droplab.layers.bernoulli import TorchNames, rate_repr
 
 __all__ = ["DropBlock", "SpatialDropout"]
@@ -57,6 +57,7 @@ class SpatialDropout(TorchNames, nn.Module):
         keep: float | None = None,
         spatial_dims: int | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep, p=p)
@@ -64,7 +65,7 @@ class SpatialDropout(TorchNames, nn.Module):
         if spatial_dims is not None:
             spatial_dims = check_positive_int(spatial_dims, "spatial_dims")
         self.spatial_dims = spatial_dims
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.spatial_dropout(
@@ -113,12 +114,13 @@ class DropBlock(nn.Module):
         *,
         keep: float | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep)
         blocks = F._block_tuple(block_size, None)
         self.block_size = blocks[0] if isinstance(block_size, int) else blocks
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.drop_block(
