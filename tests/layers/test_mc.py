@@ -184,3 +184,32 @@ def test_replaced_model_computes_what_torch_computes_in_eval_and_in_distribution
     x = torch.randn(2, 2, 6, 5)
     assert torch.equal(net.eval()(x), ours.eval()(x))
     assert dl.mc_predict(ours, x, samples=3).shape == (3, 2, 4 * 4 * 3)
+
+
+def test_consistent_dropout_same_masks_for_every_batch_and_call():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), dl.ConsistentDropout(0.5, seed=3))
+    x = torch.randn(6, 4)
+    a = dl.mc_predict(net, x, samples=5)
+    b = dl.mc_predict(net, x[2:5], samples=5)  # another batch: pass k, mask k
+    assert torch.equal(a[:, 2:5] == 0, b == 0)  # the same masks
+    torch.testing.assert_close(a[:, 2:5], b)  # (the GEMM may round differently by batch)
+    assert not torch.equal(a[0], a[1])  # the passes differ from each other
+    zero = a[0] == 0  # one mask per pass, shared by the examples (where h > 0)
+    h = net[:2](x)
+    assert torch.equal(zero | (h == 0), zero[:1].expand_as(zero) | (h == 0))
+    net[2].reset()
+    assert not torch.equal(dl.mc_predict(net, x, samples=5), a)  # a new set of masks
+    with pytest.raises(ValueError, match="ConsistentDropout shares one draw"):
+        dl.mc_predict(net, x, samples=2, vectorize=True)
+
+
+def test_consistent_dropout_trains_like_dropout():
+    layer = dl.ConsistentDropout(0.3, generator=gen(1)).train()
+    x = torch.ones(400, 500)
+    y = layer(x)
+    n = x.numel()
+    frac = (y == 0).double().mean().item()
+    assert abs(frac - 0.3) <= 5 * (0.3 * 0.7 / n) ** 0.5  # 5 sigma of Binomial(n, rate)
+    assert not torch.equal(y[0] == 0, y[1] == 0)  # fresh masks per example in training
+    assert torch.equal(layer.eval()(x), x)

@@ -17,6 +17,7 @@ from droplab.layers.gaussian import (
     GaussianNoise,
 )
 from droplab.layers.mc import (
+    ConsistentDropout,
     is_dropout,
     mc_mode,
     mc_predict,
@@ -27,6 +28,7 @@ from droplab.layers.structured import DropBlock, SpatialDropout
 
 __all__ = [
     "AlphaDropout",
+    "ConsistentDropout",
     "DropBlock",
     "DropConnect",
     "DropPath",

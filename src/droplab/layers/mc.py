@@ -16,8 +16,11 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from droplab._validate import check_bool, check_positive_int
-from droplab.layers.bernoulli import Dropout, FixedCountDropout
+from droplab import functional as F
+from droplab import rng
+from droplab._validate import DEFAULT_RATE, check_bool, check_positive_int, check_rate
+from droplab.layers._seed import init_randomness
+from droplab.layers.bernoulli import Dropout, FixedCountDropout, TorchNames, rate_repr
 from droplab.layers.dropconnect import DropConnect
 from droplab.layers.droppath import DropPath
 from droplab.layers.gaussian import (
@@ -30,6 +33,7 @@ from droplab.layers.structured import DropBlock, SpatialDropout
 
 __all__ = [
     "DROPOUT_TYPES",
+    "ConsistentDropout",
     "is_dropout",
     "mc_mode",
     "mc_predict",
@@ -37,11 +41,75 @@ __all__ = [
     "restore_dropout",
 ]
 
+
+class ConsistentDropout(TorchNames, nn.Module):
+    r"""Dropout whose MC-dropout masks are fixed: the k-th pass of every :func:`mc_mode`
+    block (every :func:`mc_predict` call) uses the same mask, for every batch, so MC
+    predictions are reproducible and comparable across batches (Baal's
+    ``ConsistentMCDropout``).
+
+    In training (outside :func:`mc_mode`) it is :class:`Dropout`: a fresh
+    Bernoulli(keep) mask per unit, :math:`y = x \odot m/\text{keep}`. Under MC sampling
+    pass :math:`k` uses a mask :math:`m^{(k)}` over the features (dims 1 and up), shared
+    by all examples of the batch and derived from ``(base, k)``; ``base`` is drawn once,
+    at the first MC pass, from ``generator`` (or the global RNG), and :meth:`reset` draws
+    a new set of masks at the next MC pass. Identity in eval.
+
+    Shape:
+        Input: ``(N, *)``. Output: same shape.
+
+    Example:
+        >>> import torch, droplab as dl
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), dl.ConsistentDropout(0.5))
+        >>> x = torch.randn(5, 3)
+        >>> a = dl.mc_predict(net, x, samples=4)
+        >>> b = dl.mc_predict(net, x[:2], samples=4)
+        >>> torch.equal(a[:, :2] == 0, b == 0)  # the same masks for the same passes
+        True
+    """
+
+    shares_noise_across_batch = True  # one mask per MC pass for the whole batch
+
+    def __init__(
+        self,
+        rate: float | None = DEFAULT_RATE,
+        *,
+        p: float | None = None,
+        keep: float | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.rate, self.keep = check_rate(rate, keep, p=p)
+        init_randomness(self, generator, seed)
+        self.mc_sampling = False  # set by mc_mode
+        self._base: int | None = None  # the masks' seed, drawn at the first MC pass
+        self._pass = 0
+
+    def reset(self) -> None:
+        """Forget the MC masks: the next MC pass draws a new set."""
+        self._base = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.mc_sampling and self.training):
+            return F.dropout(x, self.rate, training=self.training, generator=self.generator)
+        if self._base is None:
+            self._base = F._kernel_seed(self.generator)
+        g = torch.Generator(device=x.device)
+        g.manual_seed(rng.derive(self._base, "consistent", self._pass))
+        self._pass += 1
+        return F.dropout(x, self.rate, broadcast_dims=0, generator=g)  # (1, *features) mask
+
+    def extra_repr(self) -> str:
+        return rate_repr(self.rate, self.keep)
+
+
 # torch's own dropout layers (Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout)
 # all derive from _DropoutNd.
 DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.dropout._DropoutNd,
     Dropout,
+    ConsistentDropout,
     FixedCountDropout,
     GaussianDropout,
     GaussianNoise,
@@ -113,14 +181,19 @@ def mc_mode(model: nn.Module, *, last_layer: bool = False) -> Iterator[nn.Module
     sampled = _sampled_modules(model, last_layer)
     modules = list(model.modules())
     was_training = [m.training for m in modules]
+    consistent = [m for m in modules if isinstance(m, ConsistentDropout)]
     model.eval()
     for m in sampled:
         m.training = True  # only the flag of this module; its children stay in eval
+    for m in consistent:
+        m.mc_sampling, m._pass = True, 0  # pass k of this block uses mask k
     try:
         yield model
     finally:
         for m, flag in zip(modules, was_training):
             m.training = flag
+        for m in consistent:
+            m.mc_sampling = False
 
 
 def _shares_noise_across_batch(module: nn.Module) -> bool:
