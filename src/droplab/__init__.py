@@ -26,6 +26,7 @@ from droplab.layers import (  # noqa: F401  (the dropout family, at top level)
     GaussianDropout,
     GaussianNoise,
     SpatialDropout,
+    drop_block_schedule,
     drop_path_schedule,
     is_dropout,
     mc_mode,

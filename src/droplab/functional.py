@@ -656,8 +656,8 @@ def _block_tuple(block_size: int | Sequence[int], n_spatial: int | None) -> tupl
                 f"block_size must be an int or a tuple of {n_spatial} ints for an input "
                 f"with {n_spatial} spatial dims, got {tuple(block_size)!r}"
             )
-        if not 1 <= len(blocks) <= 2:
-            raise ValueError(f"block_size must be an int or 1 or 2 ints, got {block_size!r}")
+        if not 1 <= len(blocks) <= 3:
+            raise ValueError(f"block_size must be an int or 1 to 3 ints, got {block_size!r}")
         return blocks
     b = check_positive_int(block_size, "block_size")
     return (b,) * (n_spatial or 1)
@@ -770,30 +770,35 @@ def drop_block(
     *,
     keep: float | None = None,
     training: bool = True,
+    couple_channels: bool = False,
+    scale_by_keep: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""DropBlock (Ghiasi et al. 2018, NeurIPS): drop contiguous blocks of a feature map.
 
     For each (example, channel) block starts are drawn as Bernoulli(:math:`\gamma`) in the
     valid region, where a ``block_size`` block fits fully inside the map, and every unit of
-    each started block is dropped. :math:`\gamma` is solved so that the expected fraction of
-    dropped units equals ``rate`` for any shape, including H != W (see
-    :func:`drop_block_gamma`). Units near a border are covered by fewer possible blocks and
-    dropped less often; each unit is rescaled by its own keep probability
-    :math:`p_u = (1-\gamma)^{c(u)}`,
+    each started block is dropped; ``couple_channels=True`` draws one set of blocks per
+    example, shared by all its channels (timm's ``couple_channels``). :math:`\gamma` is
+    solved so that the expected fraction of dropped units equals ``rate`` for any shape,
+    including H != W (see :func:`drop_block_gamma`). Units near a border are covered by
+    fewer possible blocks and dropped less often; with ``scale_by_keep`` (default) each
+    unit is rescaled by its own keep probability :math:`p_u = (1-\gamma)^{c(u)}`,
 
     .. math:: y_u = x_u\, m_u / p_u,
 
-    so :math:`E[y] = x` at every position, borders included. Identity in eval; ``rate == 1``
-    gives zeros.
+    so :math:`E[y] = x` at every position, borders included; ``scale_by_keep=False`` gives
+    :math:`y_u = x_u m_u`. Identity in eval; ``rate == 1`` gives zeros.
 
     Args:
-        x: ``(N, C, L)`` or ``(N, C, H, W)`` input.
+        x: ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` input.
         rate: target fraction of dropped units, in [0, 1] (or give ``keep``).
         block_size: block edge, an int or one int per spatial dim; each <= that spatial size.
+        couple_channels: one block mask per example for all channels (default: per channel).
+        scale_by_keep: rescale kept units by their keep probability (default True).
 
     Shape:
-        Input: ``(N, C, L)`` or ``(N, C, H, W)``. Output: same shape.
+        Input: ``(N, C, *spatial)`` with 1 to 3 spatial dims. Output: same shape.
 
     Example:
         >>> drop_block(torch.ones(2, 3, 10, 7), 0.2, 3).shape
@@ -801,11 +806,13 @@ def drop_block(
     """
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
+    check_bool(couple_channels, "couple_channels")
+    check_bool(scale_by_keep, "scale_by_keep")
     check_generator(generator)
-    if x.ndim not in (3, 4):
+    if x.ndim not in (3, 4, 5):
         raise ValueError(
-            "drop_block expects input of shape (N, C, L) or (N, C, H, W), got shape "
-            f"{tuple(x.shape)} (rank {x.ndim})"
+            "drop_block expects input of shape (N, C, L), (N, C, H, W) or (N, C, D, H, W), "
+            f"got shape {tuple(x.shape)} (rank {x.ndim})"
         )
     spatial = tuple(x.shape[2:])
     blocks = _block_tuple(block_size, len(spatial))
@@ -820,14 +827,24 @@ def drop_block(
         return x * 0.0
     gamma = drop_block_gamma(spatial, rate, blocks)
     valid = [s - b + 1 for s, b in zip(spatial, blocks)]
-    seeds = (_uniform((*x.shape[:2], *valid), x, generator) < gamma).to(_work_dtype(x))
+    channels = 1 if couple_channels else x.shape[1]
+    seeds = _uniform((x.shape[0], channels, *valid), x, generator) < gamma
+    seeds = seeds.to(_work_dtype(x))  # (N, C or 1, *valid)
     pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
-    seeds = torch.nn.functional.pad(seeds, pad)  # (N, C, *(S + b - 1))
-    pool = torch.nn.functional.max_pool1d if len(spatial) == 1 else torch.nn.functional.max_pool2d
-    dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C, *spatial), 1 = dropped
-    keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _work_dtype(x))
+    seeds = torch.nn.functional.pad(seeds, pad)  # (N, C or 1, *(S + b - 1))
+    pool = (
+        torch.nn.functional.max_pool1d,
+        torch.nn.functional.max_pool2d,
+        torch.nn.functional.max_pool3d,
+    )[len(spatial) - 1]
+    dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C or 1, *spatial), 1 = dropped
+    if scale_by_keep:
+        keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _work_dtype(x))
+        kept_value = 1.0 / keep_prob  # (*spatial)
+    else:
+        kept_value = torch.ones((), dtype=_work_dtype(x), device=x.device)
     # 1/p_u where kept, 0 where dropped: never 0/0 where p_u underflows (rate near 1)
-    mult = torch.where(dropped > 0, 0.0, 1.0 / keep_prob)  # (N, C, *spatial)
+    mult = torch.where(dropped > 0, 0.0, kept_value)  # (N, C or 1, *spatial)
     return _times(x, mult)
 
 

@@ -72,6 +72,11 @@ LAYERS = [
     LayerSpec("spatial-3d", lambda g: dl.SpatialDropout(0.3, generator=g), (3, 4, 2, 5, 3)),
     LayerSpec("dropblock-1d", lambda g: dl.DropBlock(0.3, 3, generator=g), (4, 3, 11)),
     LayerSpec("dropblock-2d", lambda g: dl.DropBlock(0.3, (3, 2), generator=g), (3, 2, 7, 5)),
+    LayerSpec(
+        "dropblock-3d-coupled",
+        lambda g: dl.DropBlock(0.3, (2, 3, 2), couple_channels=True, generator=g),
+        (3, 2, 4, 5, 3),
+    ),
     LayerSpec("droppath", lambda g: dl.DropPath(0.3, generator=g), (6, 5, 7)),
     # one draw per call: at keep 0.57 seed 7 keeps (u = 0.535) and seed 8 drops (u = 0.598),
     # so the contract's "other seeds differ" holds for this single Bernoulli

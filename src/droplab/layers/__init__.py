@@ -24,7 +24,7 @@ from droplab.layers.mc import (
     replace_dropout,
     restore_dropout,
 )
-from droplab.layers.structured import DropBlock, SpatialDropout
+from droplab.layers.structured import DropBlock, SpatialDropout, drop_block_schedule
 
 __all__ = [
     "AlphaDropout",
@@ -38,6 +38,7 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "SpatialDropout",
+    "drop_block_schedule",
     "drop_path_schedule",
     "is_dropout",
     "mc_mode",
