@@ -20,6 +20,7 @@ from droplab.layers import (  # noqa: F401  (the dropout family, at top level)
     DropBlock,
     DropConnect,
     Dropout,
+    DropoutSchedule,
     DropPath,
     FeatureAlphaDropout,
     FixedCountDropout,
@@ -31,6 +32,8 @@ from droplab.layers import (  # noqa: F401  (the dropout family, at top level)
     is_dropout,
     mc_mode,
     mc_predict,
+    r_drop_loss,
     replace_dropout,
     restore_dropout,
+    set_dropout_rate,
 )

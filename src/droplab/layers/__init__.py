@@ -24,6 +24,8 @@ from droplab.layers.mc import (
     replace_dropout,
     restore_dropout,
 )
+from droplab.layers.rdrop import r_drop_loss
+from droplab.layers.schedule import DropoutSchedule, set_dropout_rate
 from droplab.layers.structured import DropBlock, SpatialDropout, drop_block_schedule
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "DropConnect",
     "DropPath",
     "Dropout",
+    "DropoutSchedule",
     "FeatureAlphaDropout",
     "FixedCountDropout",
     "GaussianDropout",
@@ -43,6 +46,8 @@ __all__ = [
     "is_dropout",
     "mc_mode",
     "mc_predict",
+    "r_drop_loss",
     "replace_dropout",
     "restore_dropout",
+    "set_dropout_rate",
 ]
