@@ -53,6 +53,12 @@ LAYERS = [
     LayerSpec("dropout-seed", lambda g: dl.Dropout(0.3, seed=seed_of(g)), (6, 5, 7)),
     LayerSpec("dropblock-seed", lambda g: dl.DropBlock(0.3, 2, seed=seed_of(g)), (4, 3, 5, 6)),
     LayerSpec("consistent", lambda g: dl.ConsistentDropout(0.3, generator=g), (6, 5, 7)),
+    LayerSpec("locked", lambda g: dl.LockedDropout(0.3, generator=g), (6, 5, 7)),
+    LayerSpec(
+        "locked-batch-first",
+        lambda g: dl.LockedDropout(0.3, batch_first=True, generator=g),
+        (5, 6, 3, 2),
+    ),
     LayerSpec("fixed-count", lambda g: dl.FixedCountDropout(0.3, generator=g), (6, 5, 7)),
     LayerSpec("gaussian-dropout", lambda g: dl.GaussianDropout(0.3, generator=g), (6, 5, 7)),
     LayerSpec("gaussian-noise", lambda g: dl.GaussianNoise(0.5, generator=g), (6, 5, 7), False),

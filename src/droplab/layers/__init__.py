@@ -26,6 +26,7 @@ from droplab.layers.mc import (
 )
 from droplab.layers.rdrop import r_drop_loss
 from droplab.layers.schedule import DropoutSchedule, set_dropout_rate
+from droplab.layers.sequence import EmbeddingDropout, LockedDropout
 from droplab.layers.structured import DropBlock, SpatialDropout, drop_block_schedule
 
 __all__ = [
@@ -36,10 +37,12 @@ __all__ = [
     "DropPath",
     "Dropout",
     "DropoutSchedule",
+    "EmbeddingDropout",
     "FeatureAlphaDropout",
     "FixedCountDropout",
     "GaussianDropout",
     "GaussianNoise",
+    "LockedDropout",
     "SpatialDropout",
     "drop_block_schedule",
     "drop_path_schedule",

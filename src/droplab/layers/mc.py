@@ -29,6 +29,7 @@ from droplab.layers.gaussian import (
     GaussianDropout,
     GaussianNoise,
 )
+from droplab.layers.sequence import EmbeddingDropout, LockedDropout
 from droplab.layers.structured import DropBlock, SpatialDropout
 
 __all__ = [
@@ -119,6 +120,8 @@ DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
     DropBlock,
     DropPath,
     DropConnect,
+    LockedDropout,
+    EmbeddingDropout,
 )
 
 
@@ -199,10 +202,12 @@ def mc_mode(model: nn.Module, *, last_layer: bool = False) -> Iterator[nn.Module
 def _shares_noise_across_batch(module: nn.Module) -> bool:
     """Whether one noise draw of ``module`` is shared by all examples of a batch, so that
     stacking T copies of the batch would not give T independent samples."""
-    if isinstance(module, DropConnect):
+    if isinstance(module, (DropConnect, EmbeddingDropout)):
         return True  # one weight mask per call
     if isinstance(module, DropPath):
         return module.mode == "batch"
+    if isinstance(module, LockedDropout):
+        return not module.batch_first  # (T, N, *): dim 0 is time, not the batch
     if isinstance(module, Dropout):
         return 0 in module.broadcast_dims  # one mask for every example
     return bool(getattr(module, "shares_noise_across_batch", False))
