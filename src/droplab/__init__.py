@@ -16,6 +16,7 @@ from droplab import (
 from droplab.findings import Findings  # noqa: F401
 from droplab.layers import (  # noqa: F401  (the dropout family, at top level)
     AlphaDropout,
+    ConcreteDropout,
     ConsistentDropout,
     DropBlock,
     DropConnect,

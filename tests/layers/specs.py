@@ -88,6 +88,12 @@ LAYERS = [
     # so the contract's "other seeds differ" holds for this single Bernoulli
     LayerSpec("droppath-batch", lambda g: dl.DropPath(0.43, mode="batch", generator=g), (6, 5, 7)),
     LayerSpec(
+        "concrete",
+        lambda g: dl.ConcreteDropout(seeded_linear(7, 4), 0.3, generator=g),
+        (6, 5, 7),
+        False,
+    ),
+    LayerSpec(
         "dropconnect-linear",
         lambda g: dl.DropConnect(seeded_linear(7, 4), 0.3, generator=g),
         (6, 5, 7),

@@ -8,6 +8,7 @@ One family per file: ``bernoulli`` (Dropout, FixedCountDropout), ``gaussian``
 from __future__ import annotations
 
 from droplab.layers.bernoulli import Dropout, FixedCountDropout
+from droplab.layers.concrete import ConcreteDropout
 from droplab.layers.dropconnect import DropConnect
 from droplab.layers.droppath import DropPath, drop_path_schedule
 from droplab.layers.gaussian import (
@@ -31,6 +32,7 @@ from droplab.layers.structured import DropBlock, SpatialDropout, drop_block_sche
 
 __all__ = [
     "AlphaDropout",
+    "ConcreteDropout",
     "ConsistentDropout",
     "DropBlock",
     "DropConnect",

@@ -21,6 +21,7 @@ from droplab import rng
 from droplab._validate import DEFAULT_RATE, check_bool, check_positive_int, check_rate
 from droplab.layers._seed import init_randomness
 from droplab.layers.bernoulli import Dropout, FixedCountDropout, TorchNames, rate_repr
+from droplab.layers.concrete import ConcreteDropout
 from droplab.layers.dropconnect import DropConnect
 from droplab.layers.droppath import DropPath
 from droplab.layers.gaussian import (
@@ -122,6 +123,7 @@ DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
     DropConnect,
     LockedDropout,
     EmbeddingDropout,
+    ConcreteDropout,
 )
 
 
