@@ -29,6 +29,9 @@ class EveryLayer(nn.Module):
         self.path = dl.DropPath(0.2)
         self.batch_path = dl.DropPath(0.2, mode="batch")
         self.head = dl.DropConnect(nn.Linear(16, 3), 0.2)
+        self.consistent = dl.ConsistentDropout(0.2)
+        self.locked = dl.LockedDropout(0.2, batch_first=True)
+        self.concrete = dl.ConcreteDropout(nn.Linear(16, 16), 0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.block(self.spatial(self.falpha(torch.selu(self.conv(x)))))  # (N, 4, 9, 7)
@@ -36,6 +39,8 @@ class EveryLayer(nn.Module):
         h = self.fixed(self.classic(self.drop(h)))
         h = self.alpha(self.noise(self.gauss(torch.selu(h))))
         h = h + self.path(h) + self.batch_path(h)
+        h = self.concrete(self.consistent(h))
+        h = self.locked(h[:, None, :].expand(-1, 2, -1)).mean(dim=1)  # (N, T=2, 16) -> (N, 16)
         return self.head(h)  # (N, 3)
 
 
@@ -86,6 +91,9 @@ def test_state_dict_round_trip_of_a_model_with_every_layer():
         "fc.bias",
         "head.module.weight",
         "head.module.bias",
+        "concrete.p_logit",
+        "concrete.module.weight",
+        "concrete.module.bias",
     }
 
 
