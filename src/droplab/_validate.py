@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "DEFAULT_RATE",
     "DefaultRate",
+    "check_bool",
     "check_choice",
     "check_dims",
     "check_float_tensor",
@@ -58,19 +59,41 @@ def check_probability(value: object, name: str, *, allow_one: bool = True) -> fl
 
 
 def check_rate(
-    rate: object, keep: object, *, allow_one: bool = True, default: float | None = None
+    rate: object,
+    keep: object,
+    *,
+    allow_one: bool = True,
+    default: float | None = None,
+    p: object = None,
 ) -> tuple[float, float]:
     """Resolve the ``rate``/``keep`` pair into ``(rate, keep)`` with ``rate + keep == 1``.
 
     ``rate`` is P(drop) and ``keep`` is P(keep); exactly one of them may be given. A
     ``rate`` that is :class:`DefaultRate` counts as "not given" when ``keep`` is given.
-    ``default`` is used when both are ``None``; without it that is an error.
+    ``default`` is used when both are ``None``; without it that is an error. ``p`` is
+    torch's name for ``rate`` (``nn.Dropout(p=...)``): given with ``rate``, both must be
+    equal.
 
     Raises:
         TypeError: a value that is not a real number (strings and bools included).
         ValueError: NaN, a value outside [0, 1] (or [0, 1) when ``allow_one`` is False
-            for the rate), or both ``rate`` and ``keep`` given.
+            for the rate), both ``rate`` and ``keep`` given, ``p`` and ``keep`` given, or
+            ``p`` and ``rate`` given with different values.
     """
+    if p is not None:
+        if keep is not None:
+            raise ValueError(
+                "give either p (torch's name for rate, the probability of dropping) or keep, "
+                f"not both; got p={p!r} and keep={keep!r}"
+            )
+        pv = check_probability(p, "p", allow_one=allow_one)
+        if rate is not None and not isinstance(rate, DefaultRate):
+            if check_probability(rate, "rate", allow_one=allow_one) != pv:
+                raise ValueError(
+                    "p is torch's name for rate (the probability of dropping): give one of "
+                    f"them, or equal values; got rate={rate!r} and p={p!r}"
+                )
+        rate = pv
     if isinstance(rate, DefaultRate) and keep is not None:
         rate = None
     if rate is not None and keep is not None:
@@ -92,6 +115,15 @@ def check_rate(
         return 1.0 - k, k
     r = check_probability(rate, "rate", allow_one=allow_one)
     return r, 1.0 - r
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a bool (``True``/``False``; not 0/1 or other truthy values)."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}"
+        )
+    return value
 
 
 def check_nonneg_float(value: object, name: str) -> float:

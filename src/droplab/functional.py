@@ -40,6 +40,7 @@ import torch
 from droplab._validate import (
     DEFAULT_RATE,
     DefaultRate,
+    check_bool,
     check_choice,
     check_dims,
     check_float_tensor,
@@ -58,6 +59,7 @@ __all__ = [
     "drop_connect_weight",
     "drop_path",
     "dropout",
+    "feature_alpha_dropout",
     "fixed_count_dropout",
     "gaussian_dropout",
     "gaussian_noise",
@@ -66,6 +68,7 @@ __all__ = [
 ]
 
 SCALINGS = ("inverted", "classic")
+DROP_PATH_MODES = ("row", "batch")
 BACKENDS = ("auto", "fast", "torch")
 
 
@@ -95,11 +98,6 @@ def _normal(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     else:
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
     return eps.to(_work_dtype(x))
-
-
-def _keep_mask(shape: Sequence[int], keep: float, x: torch.Tensor, generator) -> torch.Tensor:
-    """Bernoulli(keep) mask of ``shape`` in x's dtype: 1 = kept, 0 = dropped."""
-    return (_uniform(shape, x, generator) < keep).to(x.dtype)
 
 
 _F32_MAX = torch.finfo(torch.float32).max
@@ -137,6 +135,14 @@ def _inverted(x: torch.Tensor, kept: torch.Tensor, keep: float) -> torch.Tensor:
     (float16 from ``|x| / keep > 65504``).
     """
     return _times(x, kept.to(_work_dtype(x)) / keep)  # mask values in {0, 1/keep}
+
+
+def _write(x: torch.Tensor, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """torch's ``inplace=True``: the result is written into ``x`` and ``x`` is returned
+    (autograd then treats it as an in-place op on ``x``, as torch does)."""
+    if not inplace or y is x:
+        return y
+    return x.copy_(y)
 
 
 def _fast_kernels(backend: str, x: torch.Tensor) -> ModuleType | None:
@@ -245,6 +251,7 @@ def dropout(
     broadcast_dims: int | Sequence[int] = (),
     generator: torch.Generator | None = None,
     backend: str = "auto",
+    inplace: bool = False,
 ) -> torch.Tensor:
     r"""Element-wise Bernoulli dropout.
 
@@ -273,9 +280,11 @@ def dropout(
         generator: random source; ``None`` uses the global RNG.
         backend: ``"auto"``, ``"fast"`` (counter-based kernels of ``droplab.kernels``) or
             ``"torch"``.
+        inplace: write the result into ``x`` and return ``x`` (torch's ``inplace``; the
+            same values, no memory saved).
 
     Shape:
-        Input: ``(*)``. Output: ``(*)``, same shape and dtype.
+        Input: ``(*)``. Output: ``(*)``, same shape, dtype and memory layout.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -284,7 +293,14 @@ def dropout(
     """
     y = _kernel_dropout(x, rate, keep, training, scaling, broadcast_dims, generator, backend)
     if y is not None:
-        return y
+        return y if inplace is False else _write(x, y, check_bool(inplace, "inplace"))
+    check_bool(inplace, "inplace")
+    y = _dropout(x, rate, keep, training, scaling, broadcast_dims, generator, backend)
+    return _write(x, y, inplace)
+
+
+def _dropout(x, rate, keep, training, scaling, broadcast_dims, generator, backend):
+    """:func:`dropout`'s general path (checks, then the kernels or torch's ops)."""
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
     check_choice(scaling, "scaling", SCALINGS)
@@ -483,6 +499,7 @@ def alpha_dropout(
     keep: float | None = None,
     training: bool = True,
     generator: torch.Generator | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     r"""Alpha dropout: keeps zero mean and unit variance of SELU activations.
 
@@ -495,14 +512,51 @@ def alpha_dropout(
 
     with :math:`m \sim \mathrm{Bernoulli}(q)`, ``q = keep`` (Klambauer et al. 2017, eq. 12).
     If :math:`x` has mean 0 and variance 1, so does :math:`y`. Identity in eval;
-    ``rate == 1`` gives zeros (as torch does).
+    ``rate == 1`` gives zeros (as torch does). ``inplace`` as in :func:`dropout`.
 
     Shape:
-        Input: ``(*)``. Output: ``(*)``.
+        Input: ``(*)``. Output: ``(*)``, same memory layout.
     """
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
     check_generator(generator)
+    check_bool(inplace, "inplace")
+    return _write(x, _alpha(x, rate, keep, training, generator, ()), inplace)
+
+
+def feature_alpha_dropout(
+    x: torch.Tensor,
+    rate: float | None = DEFAULT_RATE,
+    *,
+    keep: float | None = None,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+    spatial_dims: int | None = None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    r"""Channel-wise alpha dropout (``torch.nn.FeatureAlphaDropout``): whole channels take
+    SELU's saturation value :math:`\alpha'`, then the affine map of :func:`alpha_dropout`,
+
+    .. math:: y_{n,c,\ldots} = a\,(x_{n,c,\ldots} m_{n,c} + \alpha'(1 - m_{n,c})) + b,
+
+    one :math:`m_{n,c} \sim \mathrm{Bernoulli}(\text{keep})` per (example, channel)
+    (Klambauer et al. 2017). Mean 0 and variance 1 are kept per unit, as for
+    :func:`alpha_dropout`. ``spatial_dims`` as in :func:`spatial_dropout`.
+
+    Shape:
+        Input: ``(N, C, *spatial)``, or ``(C, *spatial)`` with ``spatial_dims`` given.
+        Output: same shape and memory layout.
+    """
+    check_float_tensor(x, "x")
+    rate, keep = check_rate(rate, keep)
+    check_generator(generator)
+    check_bool(inplace, "inplace")
+    dims = _channel_dims(x, "feature_alpha_dropout", spatial_dims)
+    return _write(x, _alpha(x, rate, keep, training, generator, dims), inplace)
+
+
+def _alpha(x, rate, keep, training, generator, dims: tuple[int, ...]) -> torch.Tensor:
+    """Alpha dropout of checked arguments, one mask value shared along ``dims``."""
     if not training or rate == 0.0:
         return x
     if rate == 1.0:
@@ -512,12 +566,15 @@ def alpha_dropout(
     # in float32 for float16/bfloat16 x: a and b exceed 65504 below keep ~2e-10, where
     # float16's alpha' a + b would be -inf + inf = NaN (.to is a no-op for float32/64)
     xw = x.to(_work_dtype(x))
-    mask = _keep_mask(x.shape, keep, xw, generator)
+    mask_shape = [1 if d in dims else n for d, n in enumerate(x.shape)]  # x.shape, 1 on dims
+    kept = _uniform(mask_shape, x, generator) < keep  # bool, C-contiguous
+    if not x.is_contiguous():  # the mask in x's memory layout, so that the output is too
+        kept = torch.empty_like(x, dtype=torch.bool).copy_(kept)
     # a dropped unit is alpha' a + b = alpha' a keep, formed here without adding two terms
     # of size ~a (a ~ keep^-1/2: at keep 1e-12 float32's rounding of alpha' a + b is off by
     # ~0.06 against a true value of ~-1e-6)
     dropped = _ALPHA_PRIME * a * keep
-    return torch.where(mask != 0, xw * a + b, dropped).to(x.dtype)
+    return torch.where(kept, xw * a + b, dropped).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- structured
@@ -530,6 +587,30 @@ def _check_spatial_rank(x: torch.Tensor, op: str, ranks: Sequence[int], shape_te
         )
 
 
+def _channel_dims(x: torch.Tensor, op: str, spatial_dims: int | None) -> tuple[int, ...]:
+    """The spatial dims of a channel-wise op's input (where one mask value is shared).
+
+    ``spatial_dims=None``: ``(N, C, *spatial)`` with at least one spatial dim. An int
+    ``k``: ``(N, C, *k dims)`` or the unbatched ``(C, *k dims)``, as torch's
+    ``Dropout1d``/``Dropout3d`` accept."""
+    if spatial_dims is None:
+        if x.ndim < 3:
+            raise ValueError(
+                f"{op} expects input of shape (N, C, *spatial) with at least one spatial "
+                f"dim (rank >= 3), got shape {tuple(x.shape)} (rank {x.ndim}); for (N, D) "
+                "input use dropout, for unbatched (C, *spatial) input pass spatial_dims"
+            )
+        return tuple(range(2, x.ndim))
+    k = check_positive_int(spatial_dims, "spatial_dims")
+    if x.ndim not in (k + 1, k + 2):
+        raise ValueError(
+            f"{op} with spatial_dims={k} expects input of shape (N, C, *{k} dims) (rank "
+            f"{k + 2}) or unbatched (C, *{k} dims) (rank {k + 1}), got shape "
+            f"{tuple(x.shape)} (rank {x.ndim})"
+        )
+    return tuple(range(x.ndim - k, x.ndim))
+
+
 def spatial_dropout(
     x: torch.Tensor,
     rate: float | None = DEFAULT_RATE,
@@ -537,33 +618,33 @@ def spatial_dropout(
     keep: float | None = None,
     training: bool = True,
     generator: torch.Generator | None = None,
+    spatial_dims: int | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     r"""Drop whole channels: :math:`y_{n,c,\ldots} = x_{n,c,\ldots}\, m_{n,c} / \text{keep}`.
 
     One Bernoulli(keep) draw per (example, channel), shared over all spatial positions, so
     correlated neighbouring activations cannot stand in for a dropped one (Tompson et al.
     2015, "Efficient Object Localization Using Convolutional Networks"). Any number >= 1 of
-    spatial dims; inputs of rank < 3 are an error (``torch.nn.Dropout2d`` silently treats
-    a 3-D input as unbatched, this op does not guess).
+    spatial dims.
+
+    The rank alone cannot tell ``(N, C, L)`` from an unbatched ``(C, H, W)``: without
+    ``spatial_dims`` the input is always batched, ``(N, C, *spatial)``, and rank < 3 is an
+    error (``torch.nn.Dropout2d`` guesses, with a warning, for 3-D input). With
+    ``spatial_dims=k`` the input is ``(N, C, *k dims)`` or unbatched ``(C, *k dims)``
+    (``torch.nn.Dropout1d``: ``k=1``, ``Dropout3d``: ``k=3``). ``inplace`` as in
+    :func:`dropout`.
 
     Shape:
-        Input: ``(N, C, *spatial)`` with at least one spatial dim. Output: same shape.
+        Input: ``(N, C, *spatial)``, or ``(C, *spatial)`` with ``spatial_dims`` given.
+        Output: same shape and memory layout.
     """
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
-    if x.ndim < 3:
-        raise ValueError(
-            "spatial_dropout expects input of shape (N, C, *spatial) with at least one "
-            f"spatial dim (rank >= 3), got shape {tuple(x.shape)} (rank {x.ndim}); "
-            "for (N, D) input use dropout"
-        )
-    return dropout(
-        x,
-        rate,
-        training=training,
-        broadcast_dims=tuple(range(2, x.ndim)),
-        generator=generator,
-    )
+    check_bool(inplace, "inplace")
+    dims = _channel_dims(x, "spatial_dropout", spatial_dims)
+    y = dropout(x, rate, training=training, broadcast_dims=dims, generator=generator)
+    return _write(x, y, inplace)
 
 
 def _block_tuple(block_size: int | Sequence[int], n_spatial: int | None) -> tuple[int, ...]:
@@ -575,8 +656,8 @@ def _block_tuple(block_size: int | Sequence[int], n_spatial: int | None) -> tupl
                 f"block_size must be an int or a tuple of {n_spatial} ints for an input "
                 f"with {n_spatial} spatial dims, got {tuple(block_size)!r}"
             )
-        if not 1 <= len(blocks) <= 2:
-            raise ValueError(f"block_size must be an int or 1 or 2 ints, got {block_size!r}")
+        if not 1 <= len(blocks) <= 3:
+            raise ValueError(f"block_size must be an int or 1 to 3 ints, got {block_size!r}")
         return blocks
     b = check_positive_int(block_size, "block_size")
     return (b,) * (n_spatial or 1)
@@ -664,6 +745,8 @@ def drop_block_gamma(
         return rate / math.prod(blocks) * math.prod(spatial) / valid
     if rate in (0.0, 1.0):
         return rate
+    if torch.compiler.is_compiling():  # dynamo warns on lru_cache; it folds the plain call
+        return _drop_block_gamma_exact.__wrapped__(spatial, blocks, rate)
     return _drop_block_gamma_exact(spatial, blocks, rate)
 
 
@@ -687,30 +770,35 @@ def drop_block(
     *,
     keep: float | None = None,
     training: bool = True,
+    couple_channels: bool = False,
+    scale_by_keep: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""DropBlock (Ghiasi et al. 2018, NeurIPS): drop contiguous blocks of a feature map.
 
     For each (example, channel) block starts are drawn as Bernoulli(:math:`\gamma`) in the
     valid region, where a ``block_size`` block fits fully inside the map, and every unit of
-    each started block is dropped. :math:`\gamma` is solved so that the expected fraction of
-    dropped units equals ``rate`` for any shape, including H != W (see
-    :func:`drop_block_gamma`). Units near a border are covered by fewer possible blocks and
-    dropped less often; each unit is rescaled by its own keep probability
-    :math:`p_u = (1-\gamma)^{c(u)}`,
+    each started block is dropped; ``couple_channels=True`` draws one set of blocks per
+    example, shared by all its channels (timm's ``couple_channels``). :math:`\gamma` is
+    solved so that the expected fraction of dropped units equals ``rate`` for any shape,
+    including H != W (see :func:`drop_block_gamma`). Units near a border are covered by
+    fewer possible blocks and dropped less often; with ``scale_by_keep`` (default) each
+    unit is rescaled by its own keep probability :math:`p_u = (1-\gamma)^{c(u)}`,
 
     .. math:: y_u = x_u\, m_u / p_u,
 
-    so :math:`E[y] = x` at every position, borders included. Identity in eval; ``rate == 1``
-    gives zeros.
+    so :math:`E[y] = x` at every position, borders included; ``scale_by_keep=False`` gives
+    :math:`y_u = x_u m_u`. Identity in eval; ``rate == 1`` gives zeros.
 
     Args:
-        x: ``(N, C, L)`` or ``(N, C, H, W)`` input.
+        x: ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)`` input.
         rate: target fraction of dropped units, in [0, 1] (or give ``keep``).
         block_size: block edge, an int or one int per spatial dim; each <= that spatial size.
+        couple_channels: one block mask per example for all channels (default: per channel).
+        scale_by_keep: rescale kept units by their keep probability (default True).
 
     Shape:
-        Input: ``(N, C, L)`` or ``(N, C, H, W)``. Output: same shape.
+        Input: ``(N, C, *spatial)`` with 1 to 3 spatial dims. Output: same shape.
 
     Example:
         >>> drop_block(torch.ones(2, 3, 10, 7), 0.2, 3).shape
@@ -718,11 +806,13 @@ def drop_block(
     """
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
+    check_bool(couple_channels, "couple_channels")
+    check_bool(scale_by_keep, "scale_by_keep")
     check_generator(generator)
-    if x.ndim not in (3, 4):
+    if x.ndim not in (3, 4, 5):
         raise ValueError(
-            "drop_block expects input of shape (N, C, L) or (N, C, H, W), got shape "
-            f"{tuple(x.shape)} (rank {x.ndim})"
+            "drop_block expects input of shape (N, C, L), (N, C, H, W) or (N, C, D, H, W), "
+            f"got shape {tuple(x.shape)} (rank {x.ndim})"
         )
     spatial = tuple(x.shape[2:])
     blocks = _block_tuple(block_size, len(spatial))
@@ -737,14 +827,24 @@ def drop_block(
         return x * 0.0
     gamma = drop_block_gamma(spatial, rate, blocks)
     valid = [s - b + 1 for s, b in zip(spatial, blocks)]
-    seeds = (_uniform((*x.shape[:2], *valid), x, generator) < gamma).to(_work_dtype(x))
+    channels = 1 if couple_channels else x.shape[1]
+    seeds = _uniform((x.shape[0], channels, *valid), x, generator) < gamma
+    seeds = seeds.to(_work_dtype(x))  # (N, C or 1, *valid)
     pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
-    seeds = torch.nn.functional.pad(seeds, pad)  # (N, C, *(S + b - 1))
-    pool = torch.nn.functional.max_pool1d if len(spatial) == 1 else torch.nn.functional.max_pool2d
-    dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C, *spatial), 1 = dropped
-    keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _work_dtype(x))
+    seeds = torch.nn.functional.pad(seeds, pad)  # (N, C or 1, *(S + b - 1))
+    pool = (
+        torch.nn.functional.max_pool1d,
+        torch.nn.functional.max_pool2d,
+        torch.nn.functional.max_pool3d,
+    )[len(spatial) - 1]
+    dropped = pool(seeds, kernel_size=blocks, stride=1)  # (N, C or 1, *spatial), 1 = dropped
+    if scale_by_keep:
+        keep_prob = drop_block_keep_prob(spatial, gamma, blocks).to(x.device, _work_dtype(x))
+        kept_value = 1.0 / keep_prob  # (*spatial)
+    else:
+        kept_value = torch.ones((), dtype=_work_dtype(x), device=x.device)
     # 1/p_u where kept, 0 where dropped: never 0/0 where p_u underflows (rate near 1)
-    mult = torch.where(dropped > 0, 0.0, 1.0 / keep_prob)  # (N, C, *spatial)
+    mult = torch.where(dropped > 0, 0.0, kept_value)  # (N, C or 1, *spatial)
     return _times(x, mult)
 
 
@@ -758,20 +858,25 @@ def drop_path(
     keep: float | None = None,
     training: bool = True,
     scale_by_keep: bool = True,
+    mode: str = "row",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Stochastic depth: drop a whole example's residual branch.
 
     :math:`y_n = x_n m_n / \text{keep}` with one :math:`m_n \sim \mathrm{Bernoulli}(\text{keep})`
-    per example (dim 0); without ``scale_by_keep`` :math:`y_n = x_n m_n`. Apply it to the
-    branch, ``out = shortcut + drop_path(branch(x), rate)`` (Huang et al. 2016, "Deep
-    Networks with Stochastic Depth"; Larsson et al. 2017, FractalNet). Identity in eval.
+    per example (dim 0, ``mode="row"``) or one :math:`m` for the whole batch
+    (``mode="batch"``, torchvision's ``StochasticDepth``); without ``scale_by_keep``
+    :math:`y_n = x_n m_n`. Apply it to the branch, ``out = shortcut + drop_path(branch(x),
+    rate)`` (Huang et al. 2016, "Deep Networks with Stochastic Depth"; Larsson et al. 2017,
+    FractalNet). Identity in eval.
 
     Shape:
         Input: ``(N, *)``. Output: same shape.
     """
     check_float_tensor(x, "x")
     rate, keep = check_rate(rate, keep)
+    check_bool(scale_by_keep, "scale_by_keep")
+    check_choice(mode, "mode", DROP_PATH_MODES)
     check_generator(generator)
     if x.ndim == 0:
         raise ValueError("drop_path expects input of shape (N, *), got a 0-d tensor")
@@ -779,7 +884,8 @@ def drop_path(
         return x
     if rate == 1.0:
         return x * 0.0
-    kept = _uniform((x.shape[0],) + (1,) * (x.ndim - 1), x, generator) < keep  # (N, 1, ...)
+    rows = x.shape[0] if mode == "row" else 1
+    kept = _uniform((rows,) + (1,) * (x.ndim - 1), x, generator) < keep  # (N or 1, 1, ...)
     if scale_by_keep:
         return _inverted(x, kept, keep)
     return x * kept.to(x.dtype)

@@ -67,6 +67,7 @@ CASES = [
     ((3001, 4, 7, 13), (3, 2), 0.3),
     ((2003, 2, 19, 27), 5, 0.6),
     ((20011, 5, 11), 4, 0.25),
+    ((1001, 2, 5, 9, 7), (2, 3, 2), 0.2),  # 3-D maps
 ]
 
 
@@ -124,3 +125,36 @@ def test_module_and_eval():
     assert torch.equal(layer.eval()(x), x)
     assert "block_size=3" in repr(layer)
     assert dl.DropBlock(None, (3, 2), keep=0.8).rate == pytest.approx(0.2)
+
+
+def test_couple_channels_shares_one_block_mask_per_example():
+    # the statistics of the shared mask: per-map fractions over N maps, 5 sigma of the mean
+    n, rate = 4001, 0.3
+    y = F.drop_block(torch.ones(n, 3, 11, 8), rate, (3, 2), couple_channels=True, generator=gen(23))
+    dropped = y == 0
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # same for every channel
+    per_map = dropped[:, 0].double().flatten(1).mean(dim=1)  # (N,)
+    assert abs(per_map.mean().item() - rate) <= 5 * per_map.std().item() / math.sqrt(n)
+    layer = dl.DropBlock(rate, 3, couple_channels=True)
+    assert repr(layer) == "DropBlock(rate=0.3, keep=0.7, block_size=3, couple_channels=True)"
+
+
+def test_scale_by_keep_false_leaves_kept_units_unscaled():
+    x = torch.randn(8, 3, 9, 10, generator=gen(24))
+    y = F.drop_block(x, 0.4, 3, scale_by_keep=False, generator=gen(25))
+    kept = y != 0
+    assert 0 < kept.sum() < x.numel()
+    assert torch.equal(y[kept], x[kept])
+    assert "scale_by_keep=False" in repr(dl.DropBlock(0.4, 3, scale_by_keep=False))
+
+
+def test_drop_block_schedule_is_linear_from_zero():
+    net = torch.nn.Sequential(dl.DropBlock(0.0, 3), torch.nn.ReLU(), dl.DropBlock(0.0, (2, 2)))
+    assert dl.drop_block_schedule(net, 0.2, step=0, total_steps=100) == 0.0
+    assert dl.drop_block_schedule(net, 0.2, step=50, total_steps=100) == pytest.approx(0.1)
+    assert net[2].rate == pytest.approx(0.1) and net[2].keep == pytest.approx(0.9)
+    assert dl.drop_block_schedule(net, 0.2, step=500, total_steps=100) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="step must be an int >= 0, got -1"):
+        dl.drop_block_schedule(net, 0.2, step=-1, total_steps=100)
+    with pytest.raises(ValueError, match="found no DropBlock module in ReLU"):
+        dl.drop_block_schedule(torch.nn.ReLU(), 0.2, step=1, total_steps=2)

@@ -135,9 +135,9 @@ def test_spatial_dropout_wrong_rank(shape):
         dl.SpatialDropout(0.2)(torch.ones(shape))
 
 
-@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4, 5, 6)])
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4, 5, 6, 7)])
 def test_drop_block_wrong_rank(shape):
-    with pytest.raises(ValueError, match=r"\(N, C, L\) or \(N, C, H, W\).*rank"):
+    with pytest.raises(ValueError, match=r"\(N, C, L\), \(N, C, H, W\) or \(N, C, D, H, W\).*rank"):
         dl.DropBlock(0.2, 1)(torch.ones(shape))
 
 

@@ -27,7 +27,10 @@ def test_same_generator_seed_is_bit_identical_and_other_seeds_differ(spec):
 def test_fresh_noise_on_every_call(spec):
     layer = spec.make(gen(3))
     x = _input(spec, torch.float32)
-    assert not torch.equal(layer(x), layer(x))
+    # a few calls, not two: a layer with one draw per call (DropPath(mode="batch")) repeats
+    # its outcome with probability keep^2 + rate^2
+    first, *rest = (layer(x) for _ in range(8))
+    assert any(not torch.equal(first, y) for y in rest)
 
 
 def test_eval_is_deterministic(spec):
@@ -80,7 +83,7 @@ def test_state_dict_round_trip_and_deepcopy(spec):
     buf = io.BytesIO()
     torch.save(layer.state_dict(), buf)
     buf.seek(0)
-    other = spec.make(None)
+    other = spec.make(gen(1))  # a seed= layer needs a seed to have a stream to load into
     if spec.name.startswith("dropconnect"):
         for p in other.parameters():  # make sure loading really overwrites the weights
             torch.nn.init.zeros_(p)

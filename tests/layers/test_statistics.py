@@ -216,3 +216,36 @@ def test_drop_connect_weight_fraction_and_fresh_masks():
     layer = dl.DropConnect(torch.nn.Linear(31, 17), 0.5, generator=gen(18))
     x = torch.randn(5, 31)
     assert not torch.equal(layer(x), layer(x))  # a fresh mask per forward
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.5])
+def test_feature_alpha_dropout_keeps_standard_moments_and_drops_channels(rate):
+    # the same bounds as test_alpha_dropout_keeps_standard_moments: per unit the map is that
+    # of alpha dropout, only the mask is shared along the spatial dims
+    x = torch.randn(200, 500, 10, generator=gen(19), dtype=torch.float64)
+    y = F.feature_alpha_dropout(x, rate, generator=gen(20))
+    m, var = y.mean().item(), y.var().item()
+    mu4 = ((y - m) ** 4).mean().item()
+    channels = 200 * 500  # units of one channel share a mask: the sd counts channels
+    assert abs(m) <= 5 / math.sqrt(channels)
+    assert abs(var - 1) <= 5 * math.sqrt((mu4 - 1) / channels)
+    dropped = y == _mode(y)
+    assert torch.equal(dropped, dropped[..., :1].expand_as(y))  # whole channels
+    frac = dropped[..., 0].double().mean().item()
+    assert abs(frac - rate) <= 5 * math.sqrt(rate * (1 - rate) / channels)
+    # torch's FeatureAlphaDropout is the oracle for the dropped value
+    t = torch.nn.functional.feature_alpha_dropout(x, rate, training=True)
+    torch.testing.assert_close(_mode(y), _mode(t))
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.7])
+def test_drop_path_batch_mode_drops_the_whole_batch(rate):
+    n = 20_000  # calls, each one Bernoulli(keep) draw for the batch: 5 sigma of Binomial
+    g = gen(21)
+    x = torch.ones(3, 2)
+    dropped = 0
+    for _ in range(n):
+        y = F.drop_path(x, rate, mode="batch", generator=g)
+        assert torch.equal(y, torch.zeros_like(x)) or torch.equal(y, x / (1 - rate))
+        dropped += int(y[0, 0] == 0)
+    assert abs(dropped / n - rate) <= 5 * math.sqrt(rate * (1 - rate) / n)

@@ -272,7 +272,9 @@ class _Plan:
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         if self.fused:
-            t2 = t.contiguous().view(self.p.rows, self.p.n)  # (R, n)
+            if not t.is_contiguous():
+                return _in_layout_of(t, self.apply(t.contiguous()))
+            t2 = t.view(self.p.rows, self.p.n)  # (R, n)
             return self._rows(t2).view(t.shape)
         w = _hash.mult_dtype(t.dtype, self.bound)
         m = self.multiplier(w, t.device)  # mask shape, broadcast over x
@@ -413,6 +415,16 @@ def _flat_rates(keep: float, scaling: str, dtype: torch.dtype):
     return _memo(("flat-rates", keep, scaling, dtype), compute)[0]  # (x,): None is a value
 
 
+def _in_layout_of(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` (t's shape, C-contiguous) copied into t's memory layout, the one torch's own
+    element-wise ops give their output (``empty_like``'s ``preserve_format``: the strides of
+    a permuted dense t such as channels_last, else its suggested memory format). The
+    kernels work on C-order memory, whose counters are C-order indices whatever the
+    layout; only non-contiguous inputs pay this copy."""
+    out = torch.empty_like(t, dtype=y.dtype)
+    return y if out.is_contiguous() else out.copy_(y)
+
+
 def _numpy_io(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """A contiguous CPU ``t`` as a NumPy array (its memory, detached) and a fresh output
     of its shape as (array, tensor): below ``_pool.MIN_BYTES`` a NumPy array wrapped as a
@@ -452,7 +464,9 @@ class _FlatPlan:
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         if t.dtype is not self.dtype or not t.is_cpu or t.numel() != self.n:
             return self.general().apply(t)
-        xa, oa, out = _numpy_io(t.contiguous())
+        if not t.is_contiguous():
+            return _in_layout_of(t, self.apply(t.contiguous()))
+        xa, oa, out = _numpy_io(t)
         n = self.n
         tasks = (n + _numba.CHUNK - 1) // _numba.CHUNK  # one row of n elements
         _numba.run_tasks(
@@ -711,14 +725,16 @@ class _FixedCountPlan:
         self.backend, self.p, self.n_drop, self.mult = backend, p, n_drop, mult
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
+        if not t.is_contiguous():
+            return _in_layout_of(t, self.apply(t.contiguous()))
         p = self.p
         elements = p.rows * p.n
         if self.backend != "numba" or elements == 0:
-            t2 = t.contiguous().view(p.rows, p.n)  # (R, n)
+            t2 = t.view(p.rows, p.n)  # (R, n)
             return _hash.fixed_count_torch(t2, p, self.n_drop, self.mult).view(t.shape)
         if t.dtype not in _NUMBA_DTYPES:  # float16/bfloat16: x * M in float32, rounded once
             return self.apply(t.float()).to(t.dtype)
-        xa, oa, out = _numpy_io(t.contiguous())
+        xa, oa, out = _numpy_io(t)
         per_task = max(1, _numba.CHUNK // p.n)  # rows per task: ~CHUNK elements each
         tasks = -(-p.rows // per_task)
         args = (

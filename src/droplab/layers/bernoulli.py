@@ -10,13 +10,14 @@ from torch import nn
 from droplab import functional as F
 from droplab._validate import (
     DEFAULT_RATE,
+    check_bool,
     check_choice,
     check_dims,
-    check_generator,
     check_rate,
 )
+from droplab.layers._seed import init_randomness
 
-__all__ = ["Dropout", "FixedCountDropout", "rate_repr"]
+__all__ = ["Dropout", "FixedCountDropout", "TorchNames", "rate_repr"]
 
 
 def rate_repr(rate: float, keep: float) -> str:
@@ -24,7 +25,23 @@ def rate_repr(rate: float, keep: float) -> str:
     return f"rate={rate:g}, keep={keep:g}"
 
 
-class Dropout(nn.Module):
+class TorchNames:
+    """``p``, torch's name for ``rate``, readable and settable on a layer (``layer.p``), as
+    code written for ``torch.nn.Dropout`` expects; setting it sets ``rate`` and ``keep``."""
+
+    rate: float
+    keep: float
+
+    @property
+    def p(self) -> float:
+        return self.rate
+
+    @p.setter
+    def p(self, value: float) -> None:
+        self.rate, self.keep = check_rate(value, None)
+
+
+class Dropout(TorchNames, nn.Module):
     r"""Element-wise Bernoulli dropout, a drop-in replacement for ``torch.nn.Dropout``.
 
     In training each unit is kept with probability ``keep = 1 - rate``
@@ -41,6 +58,8 @@ class Dropout(nn.Module):
 
     Args:
         rate: probability of dropping a unit, in [0, 1]; ``rate=1`` gives zeros.
+        inplace: write the result into the input (torch's ``inplace``).
+        p: torch's name for ``rate`` (``Dropout(p=0.3)``); equal to ``rate`` if both given.
         keep: probability of keeping a unit; give it instead of ``rate``.
         scaling: ``"inverted"`` (default) or ``"classic"``.
         broadcast_dims: dims along which the mask is shared.
@@ -48,7 +67,7 @@ class Dropout(nn.Module):
         backend: ``"auto"``, ``"fast"`` or ``"torch"`` (see :func:`droplab.functional.dropout`).
 
     Shape:
-        Input: ``(*)``. Output: ``(*)``, same shape.
+        Input: ``(*)``. Output: ``(*)``, same shape and memory layout.
 
     Example:
         >>> import torch, droplab as dl
@@ -62,18 +81,22 @@ class Dropout(nn.Module):
     def __init__(
         self,
         rate: float | None = DEFAULT_RATE,
+        inplace: bool = False,
         *,
+        p: float | None = None,
         keep: float | None = None,
         scaling: str = "inverted",
         broadcast_dims: int | Sequence[int] = (),
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.rate, self.keep = check_rate(rate, keep)
+        self.rate, self.keep = check_rate(rate, keep, p=p)
+        self.inplace = check_bool(inplace, "inplace")
         self.scaling = check_choice(scaling, "scaling", F.SCALINGS)
         self.broadcast_dims = check_dims(broadcast_dims, "broadcast_dims")
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
         self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +108,7 @@ class Dropout(nn.Module):
             broadcast_dims=self.broadcast_dims,
             generator=self.generator,
             backend=self.backend,
+            inplace=self.inplace,
         )
 
     def extra_repr(self) -> str:
@@ -93,10 +117,12 @@ class Dropout(nn.Module):
             s += f", broadcast_dims={self.broadcast_dims}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
+        if self.inplace:
+            s += ", inplace=True"
         return s
 
 
-class FixedCountDropout(nn.Module):
+class FixedCountDropout(TorchNames, nn.Module):
     r"""Drop exactly ``round(rate * n)`` of the ``n`` units along the last dim, per example.
 
     A fixed number of active units instead of a fixed probability: every example gets a
@@ -123,12 +149,13 @@ class FixedCountDropout(nn.Module):
         keep: float | None = None,
         scaling: str = "inverted",
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
         self.rate, self.keep = check_rate(rate, keep)
         self.scaling = check_choice(scaling, "scaling", F.SCALINGS)
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
         self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from droplab import functional as F
-from droplab._validate import check_generator, check_rate
+from droplab._validate import check_rate
+from droplab.layers._seed import init_randomness
 from droplab.layers.bernoulli import rate_repr
 
 __all__ = ["DropConnect"]
@@ -43,6 +44,7 @@ class DropConnect(nn.Module):
         *,
         keep: float | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(module, _WRAPPABLE):
@@ -52,7 +54,7 @@ class DropConnect(nn.Module):
             )
         self.module = module
         self.rate, self.keep = check_rate(rate, keep)
-        self.generator = check_generator(generator)
+        init_randomness(self, generator, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = F.drop_connect_weight(
