@@ -179,7 +179,7 @@ def load_cell_data(dataset: str, seed: int, n_train: int, pool: int | None) -> A
             dataset, seed=rng.derive(seed, "split"), test_seed=rng.derive(seed, "test")
         )
     elif dataset in ("mnist", "cifar10"):
-        ds = dl_data.load(dataset, seed=rng.derive(seed, "split"), n_val=1000)
+        ds = dl_data.load(dataset, seed=rng.derive(seed, "split"))  # 10% validation
     else:
         raise ValueError(f"conv's dataset must be one of {', '.join(NETS)}, got {dataset!r}")
     if n_train > len(ds.y_train):
