@@ -5,38 +5,48 @@ Question (the research note):
     does not actually work (does not inactivate elements), as convolution introduces
     coordination between changes in different weights."
 
-Why it might not. Neighbouring positions of a conv feature map are strongly correlated,
-so a unit dropped at one position is largely recovered from its neighbours: element-wise
-dropout removes little information. Two structured variants answer this: SpatialDropout
-drops whole channels (Tompson et al. 2015), DropBlock drops contiguous blocks (Ghiasi,
-Lin & Le 2018). Where dropout sits matters too: after the conv layers, or only on the
-features that feed the linear classifier.
+The claim has two parts, measured separately.
 
-Grid. Per net, "none" plus every (variant, placement, rate): variants element-wise
-Bernoulli :class:`droplab.Dropout`, :class:`droplab.SpatialDropout`,
-:class:`droplab.DropBlock`; placements ``"conv"`` (after every conv layer but the last)
-and ``"classifier"`` (only after the last conv layer, feeding the classifier). Nets: the
-MNIST-1D CNN of Greydanus (2020) (three conv layers of 25 channels, kernels 5/3/3,
-stride 2) and a two-layer CNN2d on the 8x8 digits images (stride 1). Input rate 0.
+1. **Does element-wise dropout lower a CNN's test error?** The primary hypothesis, one
+   declared net: on MNIST-1D (Greydanus 2020) with his CNN (three conv layers of 25
+   channels, kernels 5/3/3, stride 2), the test error of tuned element-wise dropout minus
+   that of a tuned CNN without dropout, paired by replicate (``element_vs_none``). Both
+   arms tune learning rate, decoupled weight decay and max-norm with the same number of
+   Halton configurations; the dropout arm also tunes its rate and its placement (after
+   the conv layers, only before the classifier, or both). Selection on validation error
+   only. Why this contrast: the note's claim is about element-wise dropout, and a
+   comparison of tuned arms is the effect one can get (an untuned one measures a recipe).
+2. **Is its mechanism there?** Neighbouring positions of a feature map are correlated, so
+   a unit dropped alone is partly recovered by the next layer from its neighbours.
+   :mod:`conv_probe` measures the lag-1 autocorrelation of each conv layer's maps and the
+   held-out R^2 of a linear probe that predicts a dropped unit from what an element-wise,
+   a block (DropBlock) or a channel (SpatialDropout) mask leaves, on the tuned nets.
 
-Training. CNNs train on the batched path of ``droplab.train.fit`` (``StackedCNN``: one
-grouped convolution for all seeds of an arm; ``standard`` evaluates every 2nd epoch):
-Adam, cross-entropy, a fixed epoch budget per net (the MNIST-1D CNN with lr 1e-2, which
-it needs to converge within ~20 epochs), weights of the best-validation-loss epoch,
-deterministic test metrics. For a seed, every arm of a net shares the initialization
-(dropout layers have no parameters) and the batch order: arms are paired by seed.
+Secondary contrasts (Holm-adjusted together): SpatialDropout (Tompson et al. 2015) and
+DropBlock (Ghiasi, Lin & Le 2018; its rate rises linearly from 0 over the first third of
+the step cap, their schedule: a fixed rate worked poorly for them) against none, tuned
+the same way; the same three contrasts on the 8x8 digits images (a 2-D task; MNIST and
+CIFAR-10 join in the full preset when ``--data-dir`` holds their files); the probe
+differences element minus block and element minus spatial (R^2 in percent of the
+unit's variance, margin 5: a twentieth of it).
 
-Analysis. Per net and arm, the paired (same seed) difference of test error to "none" in
-points with its 95% Student-t CI and the paired t-test's p-value. The study makes many
-comparisons (24 at ``standard``: 2 nets x 3 variants x 2 placements x 2 rates), so an arm
-"helps" or "hurts" only when its Holm-adjusted p-value over all of them is below 0.05
-(family-wise error 5%; Holm 1979); otherwise "no measurable effect". The uncorrected call
-(CI excludes 0) is kept in the table as ``effect_uncorrected``: in an earlier run one
-arm's uncorrected CI excluded 0 (-3.3 [-4.9, -1.7] pts, p = 0.007) and the rerun did not
-reproduce it (docs/findings.md).
+Convergence. The former recipe (20 epochs of the 3600-signal training set, Adam lr 1e-2,
+weights of the best-validation-*loss* epoch) stopped the MNIST-1D CNN at 12-13% error:
+720 steps are too few. Measured here (one replicate, no dropout): with lr 1e-2 the
+validation error falls to 5-6% by epoch 40 (~1450 steps), and the test error of the
+best-validation-accuracy epoch is 6.8%, Greydanus's ~6%; with lr 3e-3 it is still 11%
+after 60 epochs. Selecting on validation loss also picks too early an epoch (the loss
+rises while the error still falls). So: a 2520-step cap (70 epochs), early stopping
+after 720 steps without a better validation error, selection on validation error, and
+a learning-rate range around 1e-2.
 
-Verdict. Per net and variant: in how many settings it helps / hurts, and its best
-setting with its CI; and whether element-wise dropout, the note's target, helps anywhere.
+Power. With R replicates the paired t-test's minimum detectable effect (80% power,
+alpha 0.05) is ``(t_{R-1,0.975} + t_{R-1,0.8}) sd / sqrt(R)``; the replicate-to-replicate
+sd of the difference of two tuned MNIST-1D CNNs is about 1.5 points (1000 test signals
+alone give 0.75 per arm), so R = 8 gives about 1.7 points at ``standard`` (reported per
+run as ``mde``); ``full`` has 20. The primary contrast is not Holm-adjusted: it is the
+one hypothesis; the old study's 24 Holm-corrected comparisons at 3 degrees of freedom
+could detect nothing below |t| > 10.
 """
 
 from __future__ import annotations
@@ -47,310 +57,278 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from droplab.findings import Findings
+from droplab.findings import Contrast, Findings
+from droplab.studies import conv_design as D
+from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
-from droplab.studies.stats import fmt_ci, holm, mean_ci, paired_ci, paired_p
+from droplab.studies.stats import adjust, compare, mean_ci
 
-__all__ = [
-    "PRESETS",
-    "QUESTION",
-    "STUDY",
-    "VARIANTS",
-    "analyze",
-    "arm_table",
-    "run_group",
-    "trials",
-]
+__all__ = ["PRESETS", "QUESTION", "STUDY", "analyze", "trials"]
 
 QUESTION = (
     "There's a claim that dropout should not be used on convolutional networks, because it "
     "does not actually work (does not inactivate elements), as convolution introduces "
     "coordination between changes in different weights. Is that so?"
 )
-ALPHA = 0.05  # family-wise error rate of the "helps"/"hurts" calls (Holm over all arms)
-
-VARIANTS = ("bernoulli", "spatial", "dropblock")
+DROPOUT_ARMS = ("element", "spatial", "dropblock")
+ALL_ARMS = ("none", *DROPOUT_ARMS)
+PROBE_MARGIN = 5.0  # percent of a unit's variance recovered (R^2 x 100)
 _LABEL = {
-    "bernoulli": "element-wise Dropout",
-    "spatial": "SpatialDropout",
-    "dropblock": "DropBlock",
+    "mnist1d": "MNIST-1D",
+    "digits-image": "digits 8x8",
+    "mnist": "MNIST",
+    "cifar10": "CIFAR-10",
 }
 
-# -- the grid ------------------------------------------------------------------------------
-
-#: nets: (dataset, kind, conv widths, stride, DropBlock block size, epochs, Adam lr)
-_MNIST1D = ("mnist1d", "cnn1d", [25, 25, 25], 2, 3, 20, 1e-2)
-_DIGITS = ("digits-image", "cnn2d", [16, 32], 1, 3, 15, 2e-3)
-
+#: preset -> budget and the (net, arms) cells; full adds the --data-dir image tasks
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "seeds": [0, 1, 2],
-        "nets": [("digits-image", "cnn2d", [8, 16], 1, 3, 3, 3e-3)],
-        "placements": ["conv", "classifier"],
-        "rates": [0.2],
-        "batch_size": 64,
-        "eval_every": 1,
+        "budget": D.BUDGETS["quick"],
+        "nets": [(D.Net("digits-image", "cnn2d", (6, 8), 1, 3, 400), ALL_ARMS)],
     },
+    # MNIST-1D: the primary pair only (its CNN is the expensive one: ~1800 steps a member)
     "standard": {
-        "seeds": [0, 1, 2, 3],
-        "nets": [_MNIST1D, _DIGITS],
-        "placements": ["conv", "classifier"],
-        "rates": [0.1, 0.3],
-        "batch_size": 100,
-        "eval_every": 2,
+        "budget": D.BUDGETS["standard"],
+        "nets": [(D.MNIST1D, ("none", "element")), (D.DIGITS, ALL_ARMS)],
     },
-    "full": {
-        "seeds": list(range(10)),
-        "nets": [
-            ("mnist1d", "cnn1d", [25, 25, 25], 2, 3, 60, 5e-3),
-            ("digits-image", "cnn2d", [16, 32], 1, 3, 40, 1e-3),
-        ],
-        "placements": ["conv", "classifier", "all"],
-        "rates": [0.05, 0.1, 0.2, 0.3, 0.5],
-        "batch_size": 100,
-        "eval_every": 1,
-    },
+    "full": {"budget": D.BUDGETS["full"], "nets": [(D.MNIST1D, ALL_ARMS), (D.DIGITS, ALL_ARMS)]},
 }
 
 
-def trials(preset: str) -> list[Trial]:
-    """One trial per (net, arm, seed); an arm is "none" or (variant, placement, rate)."""
+def trials(preset: str, *, seed: int = 0) -> list[Trial]:
+    """Replicates x cells x arms x configurations of ``preset`` for root seed ``seed``."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     p = PRESETS[preset]
-    arms = [("none", "none", 0.0)] + [
-        (v, pl, r) for v in VARIANTS for pl in p["placements"] for r in p["rates"]
-    ]
-    out = []
-    for dataset, kind, widths, stride, block, epochs, lr in p["nets"]:
-        for variant, placement, rate in arms:
-            config = {
-                "dataset": dataset,
-                "kind": kind,
-                "widths": list(widths),
-                "stride": stride,
-                "block_size": block,
-                "variant": variant,
-                "placement": placement,
-                "rate": rate,
-                "epochs": epochs,
-                "batch_size": p["batch_size"],
-                "lr": lr,
-                "eval_every": p["eval_every"],
-                "data_seed": 0,
-            }
-            out.extend(Trial("conv", config, s, preset) for s in p["seeds"])
+    nets = list(p["nets"])
+    if preset == "full":
+        nets += [(n, ALL_ARMS) for n in D.file_nets()]
+    return D.trials_of(preset, seed, nets, p["budget"])
+
+
+# -- the analysis ----------------------------------------------------------------------------
+
+
+def _tuned(done: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, arm) -> the validation-selected row per replicate."""
+    out = {}
+    for dataset, g in done.groupby("dataset", sort=False):
+        for arm in ALL_ARMS:
+            t = P.tuned(g, [arm])
+            if len(t):
+                out[(str(dataset), arm)] = t
     return out
 
 
-# -- the training ----------------------------------------------------------------------------
+def _primary_dataset(done: pd.DataFrame) -> str:
+    sets = list(dict.fromkeys(done["dataset"]))
+    return "mnist1d" if "mnist1d" in sets else str(sets[0])
 
 
-def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
-    """All seeds of one (net, arm): one batched fit call."""
-    from droplab import data as dl_data
-    from droplab.models import ModelSpec
-    from droplab.train import MemberConfig, TrainConfig, fit
-
-    c = group[0].config
-    ds = dl_data.load(c["dataset"], seed=c["data_seed"])
-    spec = ModelSpec(
-        c["kind"],
-        widths=tuple(c["widths"]),
-        dropout="bernoulli" if c["variant"] == "none" else c["variant"],
-        placement=c["placement"],
-        stride=c["stride"],
-        block_size=c["block_size"],
-    )
-    cfg = TrainConfig(
-        epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], eval_every=c["eval_every"]
-    )
-    members = [MemberConfig(seed=t.seed, hidden_rate=c["rate"]) for t in group]
-    result = fit(spec, ds, members, cfg, device=device)
-    return [{"metrics": m.metrics, "curves": m.curves} for m in result.members]
-
-
-# -- the analysis ------------------------------------------------------------------------------
-
-
-def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (net, variant, placement, rate): mean test error (%) with its CI, the
-    paired difference to "none" (points) with its 95% CI, the paired t-test's p-value,
-    its Holm-adjusted value over all dropout arms of the study (``p_holm``), and the effect
-    word: "helps"/"hurts" when ``p_holm < ALPHA`` (``effect_uncorrected``: when the
-    uncorrected CI excludes 0).
-    ``frame``: finished trials with ``dataset, kind, variant, placement, rate, seed,
-    test_error``."""
-    rows = []
-    for (dataset, kind), g in frame.groupby(["dataset", "kind"], sort=False):
-        err = (
-            g.pivot_table(
-                index="seed", columns=["variant", "placement", "rate"], values="test_error"
+def _contrasts(tuned, datasets: list[str], first: str, roots) -> list[Contrast]:
+    err = P.error_points(roots)
+    out = []
+    order = [first] + [d for d in datasets if d != first]
+    for d in order:
+        for arm in DROPOUT_ARMS:
+            if (d, arm) not in tuned or (d, "none") not in tuned:
+                continue
+            out.append(
+                compare(
+                    f"{arm}_vs_none" + ("" if d == first else f"_{d}"),
+                    *P.paired(tuned[(d, arm)], tuned[(d, "none")], "test_error"),
+                    primary=(d == first and arm == "element"),
+                    description=f"tuned {D.ARMS[arm][1].removeprefix('tuned ')} − tuned none, "
+                    f"test error, {_LABEL.get(d, d)} {D.NETS.get(d, D.MNIST1D).kind}",
+                    **err,
+                )
             )
-            * 100
-        )  # (seeds, arms), percent
-        none = err[("none", "none", 0.0)] if ("none", "none", 0.0) in err else None
-        for arm in err.columns:
-            m, lo, hi = mean_ci(err[arm])
-            row = {
-                "dataset": dataset,
-                "kind": kind,
-                "variant": arm[0],
-                "placement": arm[1],
-                "rate": arm[2],
-                "seeds": int(err[arm].notna().sum()),
-                "test_error_pct": m,
-                "ci_lo": lo,
-                "ci_hi": hi,
-            }
-            if none is not None and arm[0] != "none":
-                ok = err[arm].notna() & none.notna()
-                d, dlo, dhi = paired_ci(err.loc[ok, arm], none[ok])
-                uncorrected = (
-                    "no measurable effect"
-                    if math.isnan(dlo) or dlo <= 0 <= dhi
-                    else ("helps" if dhi < 0 else "hurts")
+    for d in order:
+        t = tuned.get((d, "none"))
+        if t is None or "probe_element" not in t:
+            continue
+        for other in ("block", "spatial"):
+            out.append(
+                compare(
+                    f"probe_element_vs_{other}" + ("" if d == first else f"_{d}"),
+                    t["probe_element"].to_numpy(float),
+                    t[f"probe_{other}"].to_numpy(float),
+                    metric=f"probe_element - probe_{other}",
+                    unit="% variance",
+                    margin=PROBE_MARGIN,
+                    scale=100.0,
+                    root_seeds=roots,
+                    description=f"R^2 of a dropped unit recovered by a linear probe, "
+                    f"element-wise − {other} mask, tuned no-dropout nets, {_LABEL.get(d, d)}",
                 )
-                row.update(
-                    vs_none_pts=d,
-                    vs_none_lo=dlo,
-                    vs_none_hi=dhi,
-                    p_value=paired_p(err.loc[ok, arm], none[ok]),
-                    effect_uncorrected=uncorrected,
-                )
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    if "p_value" in table:
-        # one family: every dropout arm of every net against its net's no-dropout arm
-        table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float))
-        sig = table["p_holm"] < ALPHA
-        table["effect"] = np.where(
-            table["p_value"].isna(),
-            None,
-            np.where(
-                ~sig, "no measurable effect", np.where(table["vs_none_pts"] < 0, "helps", "hurts")
-            ),
+            )
+    primary = [c for c in out if c.primary]
+    rest = [c for c in out if not c.primary]
+    return adjust(primary + rest)
+
+
+def arm_table(tuned) -> pd.DataFrame:
+    """Per (dataset, tuned arm): test error (%) with its 95% CI, the placements and rates
+    validation chose, the median best epoch, the share capped, and the mechanism."""
+    rows = []
+    for (d, arm), t in tuned.items():
+        m, lo, hi = mean_ci(t["test_error"].to_numpy(float) * 100)
+        row = {
+            "dataset": d,
+            "arm": arm,
+            "replicates": len(t),
+            "test_error": m,
+            "ci_low": lo,
+            "ci_high": hi,
+            "placements": ", ".join(f"{p} {n}" for p, n in t["placement"].value_counts().items()),
+            "rate_median": float(t["hidden_rate"].median()),
+            "lr_median": float(t["lr"].median()),
+            "best_epoch_median": float(t["best_epoch"].median()),
+            "capped": float(t["capped"].mean()) if "capped" in t else math.nan,
+        }
+        for k in ("ac1", "probe_element", "probe_block", "probe_spatial"):
+            if k in t:
+                row[k] = float(t[k].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def layer_table(tuned) -> pd.DataFrame:
+    """Per dataset and conv layer of the tuned no-dropout nets: mean lag-1 autocorrelation
+    and probe R^2 of each mask."""
+    rows = []
+    for (d, arm), t in tuned.items():
+        if arm != "none":
+            continue
+        j = 0
+        while f"ac1_l{j}" in t:
+            rows.append(
+                {
+                    "dataset": d,
+                    "layer": j,
+                    "ac1": float(t[f"ac1_l{j}"].mean()),
+                    **{
+                        f"probe_{m}": float(t[f"probe_{m}_l{j}"].mean())
+                        for m in ("element", "block", "spatial")
+                        if f"probe_{m}_l{j}" in t
+                    },
+                }
+            )
+            j += 1
+    return pd.DataFrame(rows)
+
+
+def _said(c: Contrast, subject: str) -> str:
+    ci = f"{c.estimate:+.1f} [{c.ci_low:+.1f}, {c.ci_high:+.1f}] points"
+    if c.call == "lowers":
+        return f"{subject} lowers test error ({ci})"
+    if c.call == "raises":
+        return f"{subject} raises test error ({ci})"
+    if c.call == "equivalent":
+        return f"{subject} is equivalent within ±{c.margin:g} point of test error ({ci})"
+    return f"{subject}'s effect on test error is inconclusive ({ci}; MDE {c.mde:.1f} points)"
+
+
+def _answer(primary: Contrast, tuned, first: str) -> str:
+    net = "Greydanus's CNN" if first == "mnist1d" else f"a {D.NETS[first].kind}"
+    text = (
+        f"On {_LABEL.get(first, first)} with {net}, "
+        f"{_said(primary, 'tuned element-wise dropout')} against a tuned CNN without dropout"
+    )
+    none = tuned.get((first, "none"))
+    if none is not None and "probe_element" in none:
+        text += (
+            f"; a linear probe recovers R^2 {none['probe_element'].mean():.2f} of a unit "
+            f"dropped alone, {none['probe_block'].mean():.2f} under a 3-block and "
+            f"{none['probe_spatial'].mean():.2f} when its channel is dropped"
         )
-    return table
+    return text + "."
 
 
 def _figure(table: pd.DataFrame) -> Any:
     from droplab.report import style
 
-    nets = list(dict.fromkeys(zip(table["dataset"], table["kind"])))
-    fig, axes = style.figure(ncols=len(nets), width=5.2 * len(nets), height=3.6)
+    sets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = style.figure(ncols=len(sets), width=4.2 * len(sets), height=3.4)
     axes = np.atleast_1d(axes)
-    for ax, (dataset, kind) in zip(axes, nets):
-        t = table[(table["dataset"] == dataset) & (table["kind"] == kind)]
-        t = t[t["variant"] != "none"]
-        settings = list(dict.fromkeys(zip(t["placement"], t["rate"])))
-        x = np.arange(len(settings))
-        w = 0.8 / len(VARIANTS)
-        for i, v in enumerate(VARIANTS):
-            tv = t[t["variant"] == v].set_index(["placement", "rate"]).reindex(settings)
-            m = tv["vs_none_pts"].to_numpy(dtype=float)
-            lo, hi = tv["vs_none_lo"].to_numpy(dtype=float), tv["vs_none_hi"].to_numpy(dtype=float)
-            pos = x + (i - (len(VARIANTS) - 1) / 2) * w
-            ax.bar(pos, m, width=w, color=style.color(i), label=_LABEL[v])
-            ax.errorbar(pos, m, yerr=[m - lo, hi - m], fmt="none", ecolor="#333333")
-        ax.axhline(0, color="#333333", linewidth=0.8)
-        ax.set_xticks(x, [f"{pl}\n{r:g}" for pl, r in settings])
-        ax.set(
-            xlabel="placement / rate",
-            ylabel="test error vs none (pts)",
-            title=f"{dataset} {kind}",
+    for ax, d in zip(axes, sets):
+        t = (
+            table[table["dataset"] == d]
+            .set_index("arm")
+            .reindex(list(ALL_ARMS))
+            .dropna(subset=["test_error"])
         )
-        ax.legend()
+        x = np.arange(len(t))
+        m = t["test_error"].to_numpy(float)
+        ax.bar(x, m, color=[style.color(i) for i in range(len(t))])
+        ax.errorbar(
+            x, m, yerr=[m - t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float) - m],
+            fmt="none", ecolor="#333333",
+        )  # fmt: skip
+        ax.set_xticks(x, list(t.index))
+        ax.set(ylabel="test error (%)", title=f"{_LABEL.get(d, d)}: tuned arms, 95% CI")
     return fig
 
 
 def analyze(frame: pd.DataFrame) -> Findings:
-    """Per net and variant: how often it helps or hurts, and its best setting."""
-    done = frame[frame["status"] == "finished"]
-    failed = [
-        f"{r.dataset} {r.variant}/{r.placement} rate {r.rate} seed {r.seed}: {r.status} "
-        f"{'' if pd.isna(r.get('error')) else r.get('error')}".strip()
-        for r in frame[frame["status"] != "finished"].itertuples()
-    ]
+    """Tuned arms per (cell, replicate), the contrasts, the mechanism tables."""
+    done = frame[frame["status"] == "finished"] if len(frame) else frame
+    failed = P.failed_lines(frame) if len(frame) else []
+    stale: list[str] = []
+    if not done.empty:
+        done, stale = P.current(done, PRESETS[str(done["preset"].iloc[0])]["budget"])
     if done.empty:
         return Findings("conv", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed)
-    table = arm_table(done)
-    parts, key_number, key_best = [], "", math.inf
-    elementwise_helps = elementwise_uncorrected = 0
-    for (dataset, kind), t in table.groupby(["dataset", "kind"], sort=False):
-        base = t[t["variant"] == "none"]
-        texts = []
-        for v in VARIANTS:
-            tv = t[t["variant"] == v]
-            if tv.empty or "effect" not in tv:
-                continue
-            helps = int((tv["effect"] == "helps").sum())
-            hurts = int((tv["effect"] == "hurts").sum())
-            best = tv.loc[tv["vs_none_pts"].idxmin()]
-            diff = fmt_ci(best.vs_none_pts, best.vs_none_lo, best.vs_none_hi, digits=1)
-            texts.append(
-                f"{_LABEL[v]} helps in {helps} and hurts in {hurts} of {len(tv)} settings "
-                f"(best: {best.placement} at rate {best.rate:g}, {diff} pts)"
-            )
-            if v == "bernoulli":
-                elementwise_helps += helps
-                elementwise_uncorrected += int((tv["effect_uncorrected"] == "helps").sum())
-                if best.vs_none_pts < key_best:  # the net where it does best
-                    key_best = best.vs_none_pts
-                    key_number = (
-                        f"element-wise dropout vs none, best setting ({dataset} {kind}, "
-                        f"{best.placement} {best.rate:g}): {diff} pts"
-                    )
-        none_err = f"{base['test_error_pct'].iloc[0]:.1f}%" if len(base) else "n/a"
-        parts.append(f"{dataset} {kind} (no dropout {none_err}): {'; '.join(texts)}")
-    lead = (
-        "The claim does not hold here: element-wise dropout lowers the test error of a CNN "
-        f"significantly in {elementwise_helps} setting{'s' if elementwise_helps != 1 else ''}"
-        if elementwise_helps
-        else "Consistent with the claim, element-wise dropout lowers the test error of no CNN "
-        "setting significantly"
-    )
-    m = int(table["p_value"].notna().sum()) if "p_value" in table else 0
-    note = f" Calls are Holm-corrected over the {m} comparisons (family-wise 5%)."
-    if m:
-        unc = table["effect_uncorrected"]
-        u_help, u_hurt = int((unc == "helps").sum()), int((unc == "hurts").sum())
-        c_help = int((table["effect"] == "helps").sum())
-        c_hurt = int((table["effect"] == "hurts").sum())
-        if (u_help, u_hurt) != (c_help, c_hurt):
-            note += (
-                f" Uncorrected 95% CIs would call {u_help} setting{'s' if u_help != 1 else ''} "
-                f"helpful (element-wise dropout: {elementwise_uncorrected}) and {u_hurt} "
-                "harmful."
-            )
-    verdict = f"{lead}. Per net (vs no dropout, paired by seed): {'. '.join(parts)}.{note}"
-    seeds = sorted(done["seed"].unique())
-    recipe = "; ".join(
-        f"{d} {k}: {int(e)} epochs, lr {lr:g}"
-        for (d, k, e, lr), _ in done.groupby(["dataset", "kind", "epochs", "lr"], sort=False)
-    )
+    tuned = _tuned(done)
+    first = _primary_dataset(done)
+    roots = P.root_seeds(done)
+    datasets = list(dict.fromkeys(str(d) for d in done["dataset"]))
+    contrasts = _contrasts(tuned, datasets, first, roots)
+    arms = arm_table(tuned)
+    primary = next((c for c in contrasts if c.primary), None)
+    if primary is None:
+        return Findings(
+            "conv", QUESTION, "No element-wise vs none pair finished yet.", arms, failed=failed
+        )
+    answer = _answer(primary, tuned, first)
+    lines = [f"{c.description}: {c.short()}" for c in contrasts if not c.primary]
+    verdict = answer + (" " + "; ".join(lines) + "." if lines else "")
+    budget = PRESETS[str(done["preset"].iloc[0])]["budget"]
+    configs = int(done["config"].max()) + 1
     method = (
-        "Nets: MNIST-1D CNN1d (conv 25/25/25, kernels 5/3/3, stride 2, Greydanus 2020) and "
-        "a digits 8x8 CNN2d (stride 1), ReLU, one linear classifier. Dropout after every "
-        "conv layer but the last ('conv') or only after the last ('classifier'); "
-        "element-wise droplab.Dropout, droplab.SpatialDropout (whole channels), "
-        "droplab.DropBlock (blocks of 3). Training: batched path of droplab.train.fit, "
-        f"Adam, cross-entropy ({recipe}), "
-        f"best-validation-loss epoch, deterministic test metrics. Seeds: {len(seeds)}, "
-        "shared by all arms of a net (same initialization and batch order). CIs: 95% "
-        "Student-t over seeds; differences to 'none' paired by seed; 'helps'/'hurts' = "
-        f"Holm-adjusted paired t-test p < {ALPHA:g} over the study's "
-        f"{int(table['p_value'].notna().sum()) if 'p_value' in table else 0} comparisons "
-        "(the CIs are per comparison, uncorrected)."
+        f"A fresh data draw per replicate (MNIST-1D: a new generator draw, test set included; "
+        f"digits: a new test split), {primary.n_seeds} replicates, root seeds "
+        f"{', '.join(map(str, roots))}. Every arm tuned with {configs} quasi-random "
+        f"configurations per replicate over learning rate (4e-3 to 2.5e-2), decoupled weight "
+        f"decay (AdamW), max-norm, and for dropout arms the rate (0.05 to 0.4) and the "
+        f"placement (conv / classifier / all); up to {budget.max_steps} steps of batch "
+        f"{budget.batch_size}, early stopping after {budget.patience_steps} steps without a "
+        f"better validation error, weights of the best-validation-error evaluation, the "
+        f"configuration with the lowest validation error is the arm's result. DropBlock's "
+        f"rate rises linearly over the first {round(D.RAMP * budget.max_steps)} steps. CIs: "
+        f"95% paired t over replicates; calls per docs/statistics.md (margin ±1 point of "
+        f"error, ±{PROBE_MARGIN:g}% of a unit's variance recovered; the primary is element_vs_none on {first}, the rest "
+        f"Holm-adjusted). Mechanism: conv_probe on the validation inputs of each tuned net."
     )
+    notes = P.cap_note(done, "conv") + stale
+    extra = {"tuned arms (test error %, chosen settings, mechanism)": arms.round(4)}
+    layers = layer_table(tuned)
+    if len(layers):
+        extra["mechanism per conv layer (tuned no-dropout nets)"] = layers.round(4)
     return Findings(
         study="conv",
         question=QUESTION,
         verdict=verdict,
-        key_number=key_number,
-        table=table,
-        figures={"vs_none": _figure(table)},
+        key_number=primary.short(),
+        table=pd.DataFrame([c.to_dict() for c in contrasts]),
+        figures={"tuned_arms": _figure(arms)},
         method=method,
+        extra_tables=extra,
         failed=failed,
         references=["srivastava2014", "tompson2015", "ghiasi2018", "greydanus2020"],
+        answer=answer,
+        contrasts=contrasts,
+        notes=notes,
     )
 
 
@@ -358,11 +336,13 @@ STUDY = Study(
     name="conv",
     question=QUESTION,
     trials=trials,
-    run_group=run_group,
+    run_group=D.run_group,
     analyze=analyze,
+    group_key=D.group_key,
     description=(
-        "CNNs (MNIST-1D CNN1d, digits CNN2d): none vs element-wise Dropout vs "
-        "SpatialDropout vs DropBlock, after the conv layers or only before the classifier, "
-        "at several rates; paired differences to no dropout."
+        "Tuned CNNs (MNIST-1D CNN1d, digits CNN2d; MNIST/CIFAR-10 with --data-dir in full): "
+        "none vs element-wise Dropout vs SpatialDropout vs DropBlock (rate ramp), placement "
+        "and rate tuned, equal budgets; autocorrelation and a neighbour probe of the maps."
     ),
+    seeded=True,
 )

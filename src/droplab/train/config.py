@@ -70,6 +70,12 @@ class TrainConfig:
             :mod:`droplab.kernels`, nothing stored for backward), ``"torch"`` (per-member
             ``torch.Generator`` streams) or ``"auto"`` (kernel when available). The two
             give different (equally valid) random streams.
+        rate_ramp: 0 (every member trains at its rates throughout) or the number of
+            epochs R over which the rates rise linearly (Ghiasi et al. 2018, DropBlock's
+            schedule): in epoch e every member's dropout rate of every slot is
+            ``rate * min(1, e / R)``, so the full rate is reached at epoch R. Stacked path
+            only; evaluation is unaffected (inverted scaling needs no rate at test time,
+            classic scaling uses the full rate).
     """
 
     epochs: int = 20
@@ -91,6 +97,7 @@ class TrainConfig:
     masks: str = "auto"
     patience: int | None = None
     curve_splits: tuple[str, ...] = SPLITS
+    rate_ramp: int = 0
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs, integer=True)
@@ -102,6 +109,7 @@ class TrainConfig:
         _positive("weight_decay", self.weight_decay, allow_zero=True)
         _positive("mc_samples", self.mc_samples, integer=True, allow_zero=True)
         _positive("train_eval_rows", self.train_eval_rows, integer=True, allow_zero=True)
+        _positive("rate_ramp", self.rate_ramp, integer=True, allow_zero=True)
         if self.max_norm is not None:
             _positive("max_norm", self.max_norm)
         if self.masks not in ("auto", "kernel", "torch"):

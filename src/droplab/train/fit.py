@@ -131,6 +131,12 @@ def fit(
     if _use_fast(model, members):
         res = _fit_fast(model, data, members, cfg, device, extra_loss)
     else:
+        if cfg.rate_ramp:
+            raise ValueError(
+                f"rate_ramp={cfg.rate_ramp} needs the stacked path (a ModelSpec MLP or CNN "
+                "with Bernoulli/Gaussian dropout, or a CNN with spatial dropout or "
+                "DropBlock); use rate_ramp=0 here"
+            )
         if extra_loss is not None:
             raise ValueError(
                 "extra_loss needs the stacked path: model=ModelSpec('mlp' or 'cnn1d'/'cnn2d', "

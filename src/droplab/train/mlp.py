@@ -446,6 +446,7 @@ def fit_stacked(
         backend={"auto": "auto", "kernel": "kernel", "torch": "torch"}[cfg.masks],
     )
     order = [rng.generator(m.seed, "order") for m in members]
+    ramp_base = noise  # the full rates of the training members (cfg.rate_ramp)
 
     def use_manual() -> bool:  # asked again when the members (and so the noise) change
         return grads == "auto" and backprop.supported(net, noise, x_tr, extra_loss=extra_loss)
@@ -482,6 +483,10 @@ def fit_stacked(
     timings.setdefault("member_steps", 0.0)
     for epoch in range(1, cfg.epochs + 1):
         t0 = _clock(device)
+        if cfg.rate_ramp and epoch <= cfg.rate_ramp:  # Ghiasi et al.'s linear schedule
+            f = epoch / cfg.rate_ramp
+            noise = noise.with_rates([[r * f for r in slot] for slot in ramp_base.rates])
+            manual = use_manual()
         perm = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)  # (K, n)
         for start in range(0, n, cfg.batch_size):
             idx = perm[:, start : start + cfg.batch_size]  # (K, b)
@@ -511,7 +516,13 @@ def fit_stacked(
             res = {
                 s: split_metrics(
                     predict(
-                        net, x, net.W, net.b, task=task, rates_noise=noise, chunk=cfg.eval_batch
+                        net,
+                        x,
+                        net.W,
+                        net.b,
+                        task=task,
+                        rates_noise=ramp_base,
+                        chunk=cfg.eval_batch,
                     ),
                     y,
                     task,
@@ -539,6 +550,7 @@ def fit_stacked(
                 net.W, net.b = params[0::2], params[1::2]
                 net.K = K = len(keep)
                 noise = noise.subset(keep)
+                ramp_base = noise if not cfg.rate_ramp else ramp_base.subset(keep)
                 order = [order[i] for i in keep]
                 if max_norm is not None:
                     max_norm = max_norm.index_select(0, sel)

@@ -147,6 +147,32 @@ class MemberNoise:
             new.gens = [self.gens[k] for k in keep]  # the same generators, mid-stream
         return new
 
+    def with_rates(self, rates: list[list[float]]) -> MemberNoise:
+        """The same members and stream positions (the shared ``counter``; on the torch
+        backend the same ``torch.Generator`` objects, mid-stream) with other per-slot
+        ``rates`` (same shape as :attr:`rates`): a rate schedule's next value."""
+        if len(rates) != len(self.rates) or any(len(r) != self.K for r in rates):
+            raise ValueError(
+                f"rates must be {len(self.rates)} slots of {self.K} members, got "
+                f"{[len(r) for r in rates]}"
+            )
+        new = MemberNoise(
+            self.seeds,
+            rates,
+            self.gaussian,
+            scaling=self.scaling,
+            device=self.device,
+            dtype=self.dtype,
+            spatial=self.spatial,
+            blocks=self.blocks,
+            stream=self.stream,
+            backend=self.backend,
+        )
+        new.counter = self.counter
+        if self.backend == "torch":
+            new.gens = self.gens
+        return new
+
     def advance(self) -> None:
         """Move to the next forward pass (fresh masks on the kernel backend)."""
         self.counter += 1
