@@ -56,7 +56,7 @@ def test_multipliers_have_mean_one_and_matched_variance(variant):
 
 
 def test_bad_variant_is_named():
-    with pytest.raises(ValueError, match="variant must be one of .*'dropconnect'"):
+    with pytest.raises(ValueError, match=r"variant must be one of .*'dropconnect'"):
         multipliers("dropconnect", torch.tensor([0.5]), (1, 2, 3), torch.Generator())
 
 
