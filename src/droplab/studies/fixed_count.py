@@ -75,14 +75,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_batch": 64,
     },
     "standard": {
-        "budget": dataclasses.replace(P.BUDGETS["standard"], seeds=5, max_steps=2000),
+        "budget": dataclasses.replace(
+            P.BUDGETS["standard"], seeds=4, max_steps=800, patience_steps=360
+        ),
         "dataset": "mnist1d",
         "n_train": 3600,
         "widths": [8, 16, 32, 128],
         "depth": 2,
         "trace_widths": [8, 16, 32, 128],
         "trace_rates": [0.5],
-        "samples": 64,
+        "samples": 48,
         "grad_batch": 100,
     },
     "full": {
