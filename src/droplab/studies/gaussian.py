@@ -87,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "standard": {
         "budget": dataclasses.replace(
-            P.BUDGETS["standard"], seeds=4, max_steps=800, patience_steps=360
+            P.BUDGETS["standard"], seeds=4, max_steps=2000, patience_steps=720
         ),
         "dataset": "mnist1d",
         "n_train": 3600,
