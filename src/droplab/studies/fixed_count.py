@@ -4,52 +4,54 @@ Question (the research note):
     "p is the probability of elements staying active at each step (they use fixed
     probability, and not a fixed number of active elements)." Does it matter which?
 
-Two ways to drop half of a layer. Bernoulli dropout keeps each of the H units
-independently with probability keep, so the number kept is Binomial(H, keep); fixed-count
-dropout (:class:`droplab.FixedCountDropout`) keeps exactly ``H - round(rate H)`` units,
-a uniformly random subset per example, scaled by the exact kept fraction. Each unit's
-marginal keep probability is the same; what changes is that the fixed-count mask
-elements are negatively correlated (sampling without replacement), so the total
-activation entering the next layer fluctuates less. The expected effect is a smaller
-gradient noise for the same marginal rate, and the question is whether that changes
-accuracy.
+Two ways to drop half of a layer of H units. Bernoulli dropout keeps each unit
+independently with probability keep (the number kept is Binomial(H, keep)); fixed-count
+dropout keeps exactly ``H - round(rate H)`` units, a uniformly random subset per example,
+scaled by ``H / kept`` (:class:`droplab.FixedCountDropout`). Each unit's marginal is the
+same; the fixed-count mask elements are negatively correlated, ``Cov(m_i, m_j) =
+-Var(m_i)/(H-1)`` (sampling without replacement). A downstream sum ``sum_i a_i m_i`` then
+has variance ``Var(m) [sum a_i^2 - (sum_{i != j} a_i a_j)/(H-1)]``: when the ``a_i`` are
+mean-zero over units the correction is O(1/H) relative to the first term, so the
+difference from Bernoulli should shrink like 1/H (it need not when they share a sign).
 
-Grid. Variant (Bernoulli, fixed-count) x hidden rate, an MLP with dropout after every
-hidden layer (input rate 0). Fixed-count dropout has no batched fast path, so both
-variants train through the generic per-member path of ``fit`` (the same code, the same
-initialization and batch order for a seed: paired by seed).
+Design (docs/statistics.md): MLPs of two hidden layers of width H in {8, 16, 32, 128}
+(standard); at each H both arms tune learning rate, decoupled weight decay, max-norm and the
+hidden rate with the same number of configurations, early stopping on validation, selected
+on validation only; a fresh data draw per replicate. Gradient noise
+(:mod:`droplab.studies.gradient_trace`): at each H a net trained from initialization with
+Bernoulli dropout at rate 0.5 (the Bernoulli arm's selected lr, weight decay and max-norm at
+the first width) is measured at checkpoints along training and at its selected weights;
+both mask types on the same weights and batch give ``trace Cov g``; per replicate
+``D_H = mean_t (noise_fixed - noise_bern) / noise_bern``.
 
-Training. Adam, cross-entropy, fixed epoch budget, weights of the best-validation-loss
-epoch; test metrics of the deterministic net (both masks have mean 1 after scaling).
+Primary contrast (declared): tuned fixed-count − tuned Bernoulli test error, averaged over
+the four widths per replicate (margin ±1 point, the protocol's). Why: the note asks whether
+a fixed count behaves differently, and accuracy is what "behaves" means to a user; the
+average over widths is the question at the widths studied, with the smallest ones (where
+the 1/H difference is largest) included and the most replicates' worth of precision.
 
-Gradient measurement. As in the ``gaussian`` study: for each (seed, rate), on the
-Bernoulli-trained net of that seed and rate and one fixed batch of training examples,
-:func:`droplab.theory.gradient_decomposition` gives, for each mask type, the noise
-``trace Cov(g)`` of the gradient and its bias ``||E g - g_clean||`` (debiased for Monte
-Carlo error).
-
-Analysis. Per rate, paired by seed: fixed-count - Bernoulli test error (points) and NLL,
-and the ratio fixed-count / Bernoulli of the gradient-noise trace, with 95% Student-t CIs.
-
-Verdict. Whether a fixed count changes accuracy, and by how much it lowers the gradient
-noise.
+Secondary (Holm): the test-error difference at each width; the log ratio of the noise
+traces at each width (margin ±0.1); the trend in 1/H, fitted per replicate by least
+squares ``D_H = a + s / H`` and ``err_diff_H = a' + s' / H``: the slope ``s`` (margin ±0.5,
+i.e. 6% of the noise at H = 8), the intercept ``a`` (the H -> infinity limit, margin ±0.02)
+and the accuracy slope ``s'`` (margin ±8 points x H, 1 point at H = 8).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from droplab import rng
-from droplab.findings import Findings
-from droplab.store import canonical_json
+from droplab.findings import Contrast, Findings
+from droplab.studies import gradient_study as G
+from droplab.studies import protocol as P
 from droplab.studies.base import Study, Trial
-from droplab.studies.gaussian import grad_batch, gradient_metrics
-from droplab.studies.stats import fmt_ci, mean_ci, paired_ci
+from droplab.studies.stats import adjust, compare_diffs, mean_ci
 
-__all__ = ["PRESETS", "QUESTION", "STUDY", "analyze", "rate_table", "run_group", "trials"]
+__all__ = ["PRESETS", "QUESTION", "STUDY", "analyze", "slopes", "trials"]
 
 QUESTION = (
     "p is the probability of elements staying active at each step (they use fixed "
@@ -57,258 +59,264 @@ QUESTION = (
     "active elements behave differently?"
 )
 VARIANTS = ("bernoulli", "fixed-count")
-
-# -- the grid ------------------------------------------------------------------------------
+#: margins of the secondaries (see the module docstring)
+MARGINS = {"noise_log": 0.1, "noise_slope": 0.5, "noise_limit": 0.02, "err_slope": 8.0}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "seeds": [0, 1, 2],
+        "budget": P.BUDGETS["quick"],
         "dataset": "digits",
-        "widths": [32],
-        "rates": [0.5],
-        "epochs": 4,
-        "batch_size": 64,
-        "lr": 3e-3,
+        "n_train": 800,
+        "widths": [8, 32],
+        "depth": 2,
+        "trace_widths": [8, 32],
+        "trace_rates": [0.5],
+        "samples": 40,
         "grad_batch": 64,
-        "grad_samples": 60,
-        "eval_every": 1,
     },
     "standard": {
-        "seeds": [0, 1, 2, 3, 4],
+        "budget": dataclasses.replace(
+            P.BUDGETS["standard"], seeds=4, max_steps=2000, patience_steps=720
+        ),
         "dataset": "mnist1d",
-        "widths": [128, 128],
-        "rates": [0.25, 0.5],
-        "epochs": 30,
-        "batch_size": 100,
-        "lr": 3e-3,
+        "n_train": 3600,
+        "widths": [8, 16, 32, 128],
+        "depth": 2,
+        "trace_widths": [8, 16, 32, 128],
+        "trace_rates": [0.5],
+        "samples": 48,
         "grad_batch": 100,
-        "grad_samples": 300,
-        "eval_every": 2,
     },
     "full": {
-        "seeds": list(range(10)),
+        "budget": P.BUDGETS["full"],
         "dataset": "mnist1d",
-        "widths": [256, 256],
-        "rates": [0.1, 0.25, 0.5, 0.75],
-        "epochs": 60,
-        "batch_size": 100,
-        "lr": 1e-3,
+        "n_train": 3600,
+        "widths": [8, 16, 32, 64, 128, 256],
+        "depth": 2,
+        "trace_widths": [8, 16, 32, 64, 128, 256],
+        "trace_rates": [0.25, 0.5],
+        "samples": 400,
         "grad_batch": 100,
-        "grad_samples": 1000,
-        "eval_every": 1,
     },
 }
 
 
-def trials(preset: str) -> list[Trial]:
-    """One trial per (variant, rate, seed)."""
-    p = PRESETS[preset]
-    base = {k: p[k] for k in ("dataset", "epochs", "batch_size", "lr", "grad_batch", "eval_every")}
-    base.update(widths=list(p["widths"]), grad_samples=p["grad_samples"], data_seed=0)
-    return [
-        Trial("fixed-count", {**base, "variant": v, "rate": r}, s, preset)
-        for v in VARIANTS
-        for r in p["rates"]
-        for s in p["seeds"]
-    ]
+def trials(preset: str, *, seed: int = 0) -> list[Trial]:
+    """Accuracy and gradient trials of ``preset`` for root seed ``seed``."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    return G.make_trials("fixed-count", preset, seed, VARIANTS, PRESETS[preset])
 
 
-def group_key(trial: Trial) -> str:
-    """One group per rate: both variants and all seeds of it (one gradient reference)."""
-    c = {k: v for k, v in trial.config.items() if k != "variant"}
-    return trial.preset + canonical_json(c)
+run_group = G.run_group
+
+# -- the analysis ------------------------------------------------------------------------------
 
 
-# -- the training and the gradient measurement ---------------------------------------------
-
-
-def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
-    """Train both variants of one rate (generic path), then measure both masks' gradients
-    on the Bernoulli-trained net of each seed."""
-    from droplab import data as dl_data
-    from droplab.models import ModelSpec, build
-    from droplab.train import MemberConfig, TrainConfig, fit
-
-    c = group[0].config
-    ds = dl_data.load(c["dataset"], seed=c["data_seed"])
-    widths, rate = tuple(c["widths"]), c["rate"]
-    specs = {v: ModelSpec("mlp", widths=widths, dropout=v) for v in VARIANTS}
-    cfg = TrainConfig(
-        epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], eval_every=c["eval_every"]
-    )
-    out: list[dict[str, Any]] = [{} for _ in group]
-    modules: dict[tuple[str, int], Any] = {}
-    for v in VARIANTS:
-        ks = [k for k, t in enumerate(group) if t.config["variant"] == v]
-        if not ks:
-            continue
-
-        def factory(input_shape, n_outputs, *, input_rate, hidden_rate, _spec=specs[v]):
-            return build(
-                _spec, input_shape, n_outputs, input_rate=input_rate, hidden_rate=hidden_rate
-            )
-
-        members = [MemberConfig(seed=group[k].seed, hidden_rate=rate) for k in ks]
-        result = fit(factory, ds, members, cfg, device=device)
-        for j, k in enumerate(ks):
-            m = result.members[j]
-            out[k] = {"metrics": dict(m.metrics), "curves": m.curves}
-            modules[(v, group[k].seed)] = (result, j)
-    index = {(t.config["variant"], t.seed): k for k, t in enumerate(group)}
-    for (v, seed), (result, j) in modules.items():
-        if v != "bernoulli":
-            continue
-        ref = result.module(j).cpu()
-        batch = grad_batch(ds, c["grad_batch"], seed)
-        for w in VARIANTS:
-            if (w, seed) not in index:
-                continue
-            net = build(specs[w], tuple(ds.input_shape), ds.n_outputs, hidden_rate=rate)
-            net.load_state_dict(ref.state_dict())
-            metrics, _ = gradient_metrics(
-                net, batch, c["grad_samples"], rng.derive(seed, "grad-masks", w)
-            )
-            out[index[(w, seed)]]["metrics"].update(metrics)
-    return out
-
-
-# -- the analysis --------------------------------------------------------------------------
-
-
-def _ci(prefix: str, ci: tuple[float, float, float]) -> dict[str, float]:
-    return {prefix: ci[0], f"{prefix}_lo": ci[1], f"{prefix}_hi": ci[2]}
-
-
-def rate_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per rate: per-variant mean test error (%), paired fixed-count - Bernoulli
-    differences of test error (points) and NLL, and per-seed ratios fixed-count /
-    Bernoulli of the gradient-noise trace and of the (debiased) bias norm, with 95% CIs."""
+def _width_frame(done: pd.DataFrame) -> pd.DataFrame:
+    """One row per (replicate seed, width): the tuned test-error difference (points),
+    NLL difference, and the gradient-noise measures at rate 0.5 (NaN where missing)."""
+    acc = done[done["kind"] == "accuracy"]
+    acc = acc.assign(width=[int(w[0]) for w in acc["widths"]])
     rows = []
-    for rate, g in frame.groupby("rate"):
-        p = {
-            m: g.pivot_table(index="seed", columns="variant", values=m)
-            for m in ("test_error", "test_nll", "grad_noise_trace", "grad_bias_norm")
-        }
-        b, f = "bernoulli", "fixed-count"
-        row: dict[str, Any] = {"rate": rate, "seeds": int(p["test_error"].dropna().shape[0])}
-        for v in VARIANTS:
-            row.update(_ci(f"err_{v}", mean_ci(p["test_error"][v] * 100)))
-        row.update(_ci("err_diff", paired_ci(p["test_error"][f] * 100, p["test_error"][b] * 100)))
-        row.update(_ci("nll_diff", paired_ci(p["test_nll"][f], p["test_nll"][b])))
-        row.update(_ci("noise_ratio", mean_ci(p["grad_noise_trace"][f] / p["grad_noise_trace"][b])))
-        row.update(_ci("bias_ratio", mean_ci(p["grad_bias_norm"][f] / p["grad_bias_norm"][b])))
+    for w, g in acc.groupby("width"):
+        f, b = P.tuned(g, ["fixed-count"]), P.tuned(g, ["bernoulli"])
+        fe, be = P.paired(f, b, "test_error")
+        seeds = sorted(set(f["seed"]) & set(b["seed"]))
+        for s, x, y in zip(seeds, fe, be):
+            rows.append({"seed": s, "width": int(w), "err_diff": (x - y) * 100})
+    frame = pd.DataFrame(rows, columns=["seed", "width", "err_diff"])
+    grad = G.grad_rows(done)
+    grad = grad[grad["trace_rate"] == 0.5][
+        ["seed", "trace_width", "noise_rel_diff", "noise_log_ratio"]
+    ]
+    grad = grad.rename(columns={"trace_width": "width"})
+    return frame.merge(grad, on=["seed", "width"], how="outer").sort_values(["seed", "width"])
+
+
+def slopes(per: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per replicate, the least-squares fit ``column = a + s / H`` over its widths: columns
+    ``seed, intercept, slope`` (replicates with fewer than 2 widths dropped)."""
+    rows = []
+    for seed, g in per.dropna(subset=[column]).groupby("seed"):
+        if g["width"].nunique() < 2:
+            continue
+        s, a = np.polyfit(1.0 / g["width"].to_numpy(float), g[column].to_numpy(float), 1)
+        rows.append({"seed": seed, "intercept": float(a), "slope": float(s)})
+    return pd.DataFrame(rows, columns=["seed", "intercept", "slope"])
+
+
+def _contrasts(per: pd.DataFrame, roots) -> list[Contrast]:
+    err = P.error_points(roots)
+    mean_diff = per.dropna(subset=["err_diff"]).groupby("seed")["err_diff"].mean()
+    widths = sorted(per.dropna(subset=["err_diff"])["width"].unique())
+    out = [
+        compare_diffs(
+            "fixed_vs_bernoulli",
+            mean_diff.to_numpy(float),
+            primary=True,
+            description=f"tuned fixed-count − tuned Bernoulli, test error, mean over widths "
+            f"{', '.join(map(str, widths))}",
+            **{**err, "scale": 1.0},
+        )
+    ]
+    for w in widths:
+        d = per.loc[per["width"] == w, "err_diff"].to_numpy(float)
+        out.append(
+            compare_diffs(
+                f"fixed_vs_bernoulli_h{w}",
+                d,
+                description=f"tuned fixed-count − tuned Bernoulli, test error, H={w}",
+                **{**err, "scale": 1.0},
+            )
+        )
+    for w in sorted(per.dropna(subset=["noise_log_ratio"])["width"].unique()):
+        out.append(
+            compare_diffs(
+                f"noise_ratio_h{w}",
+                per.loc[per["width"] == w, "noise_log_ratio"].to_numpy(float),
+                metric="grad_noise",
+                unit="log ratio",
+                margin=MARGINS["noise_log"],
+                root_seeds=roots,
+                description=f"log(gradient-noise trace fixed-count / Bernoulli) along training, H={w}",
+            )
+        )
+    noise = slopes(per, "noise_rel_diff")
+    acc = slopes(per, "err_diff")
+    for name, frame, col, unit, margin, text in (
+        (
+            "noise_slope",
+            noise,
+            "slope",
+            "per 1/H",
+            MARGINS["noise_slope"],
+            "slope s of the relative noise difference D_H = a + s/H",
+        ),
+        (
+            "noise_limit",
+            noise,
+            "intercept",
+            "fraction",
+            MARGINS["noise_limit"],
+            "H -> infinity limit a of the relative noise difference D_H = a + s/H",
+        ),
+        (
+            "error_slope",
+            acc,
+            "slope",
+            "points x H",
+            MARGINS["err_slope"],
+            "slope s' of the test-error difference err_H = a' + s'/H",
+        ),
+    ):
+        out.append(
+            compare_diffs(
+                name,
+                frame[col].to_numpy(float),
+                metric="grad_noise" if name.startswith("noise") else "test_error",
+                unit=unit,
+                margin=margin,
+                root_seeds=roots,
+                description=text,
+            )
+        )
+    return adjust(out)
+
+
+def width_table(per: pd.DataFrame) -> pd.DataFrame:
+    """Per width: mean and 95% t interval of the test-error difference (points) and of the
+    relative noise difference D_H, with ``1/H`` (the trend's regressor)."""
+    rows = []
+    for w, g in per.groupby("width"):
+        row: dict[str, Any] = {"width": int(w), "inv_width": 1.0 / w}
+        for col in ("err_diff", "noise_rel_diff"):
+            m, lo, hi = mean_ci(g[col].to_numpy(float))
+            row.update({col: m, f"{col}_lo": lo, f"{col}_hi": hi})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _word(lo: float, hi: float, below: str, above: str, same: str) -> str:
-    if math.isnan(lo):
-        return same
-    return below if hi < 0 else (above if lo > 0 else same)
-
-
-def _ratio(m: float, lo: float, hi: float) -> str:
-    return f"{m:.2f} [n/a]" if math.isnan(lo) else f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
+def _answer(cs: list[Contrast]) -> str:
+    p = cs[0]
+    ci = f"{p.estimate:+.1f} [{p.ci_low:+.1f}, {p.ci_high:+.1f}] points"
+    head = {
+        "equivalent": f"No: a fixed count of active units matches Bernoulli dropout's test error within ±{p.margin:g} point ({ci}, mean over widths)",
+        "lowers": f"Yes: a fixed count of active units lowers test error ({ci}, mean over widths)",
+        "raises": f"Yes: a fixed count of active units raises test error ({ci}, mean over widths)",
+        "inconclusive": f"Inconclusive: fixed-count minus Bernoulli test error is {ci} (mean over widths; detectable {p.mde:.1f})",
+    }[p.call]
+    slope = next((c for c in cs if c.name == "noise_slope"), None)
+    tail = f"; gradient-noise difference slope in 1/H: {slope.short(2)}" if slope else ""
+    return head + tail + "."
 
 
 def _figure(table: pd.DataFrame) -> Any:
-    import numpy as np
-
     from droplab.report import style
 
     fig, axes = style.figure(ncols=2, width=9.6, height=3.4)
-    x = np.arange(len(table))
-    for i, v in enumerate(VARIANTS):
-        m = table[f"err_{v}"].to_numpy()
-        lo, hi = table[f"err_{v}_lo"].to_numpy(), table[f"err_{v}_hi"].to_numpy()
-        axes[0].bar(x + (i - 0.5) * 0.4, m, width=0.4, color=style.color(i), label=v)
-        axes[0].errorbar(x + (i - 0.5) * 0.4, m, yerr=[m - lo, hi - m], fmt="none", ecolor="#333")
-    axes[0].set_xticks(x, [f"{r:g}" for r in table["rate"]])
-    axes[0].set(xlabel="rate P(drop)", ylabel="test error (%)")
-    axes[0].legend()
-    style.bars(
-        axes[1],
-        [f"{r:g}" for r in table["rate"]],
-        table["noise_ratio"],
-        table["noise_ratio_lo"],
-        table["noise_ratio_hi"],
-    )
-    axes[1].axhline(1.0, color="#333333", linewidth=0.8)
-    axes[1].set(xlabel="rate P(drop)", ylabel="trace Cov(g): fixed-count / Bernoulli")
+    for ax, col, label in (
+        (axes[0], "err_diff", "test error: fixed-count − Bernoulli (points)"),
+        (axes[1], "noise_rel_diff", "(noise fixed − noise Bernoulli) / noise Bernoulli"),
+    ):
+        style.band(
+            ax,
+            table["inv_width"],
+            table[col],
+            table[f"{col}_lo"],
+            table[f"{col}_hi"],
+            color=style.color(0),
+        )
+        ax.axhline(0.0, color="#333333", linewidth=0.8)
+        ax.set(xlabel="1 / H", ylabel=label)
     return fig
 
 
 def analyze(frame: pd.DataFrame) -> Findings:
-    """Per rate: accuracy and NLL differences and the gradient-noise ratio."""
-    done = frame[frame["status"] == "finished"]
-    failed = [
-        f"{r.variant} rate {r.rate} seed {r.seed}: {r.status} "
-        f"{'' if pd.isna(r.get('error')) else r.get('error')}".strip()
-        for r in frame[frame["status"] != "finished"].itertuples()
-    ]
-    if done.empty:
+    """Per width: the tuned accuracy difference and the gradient-noise difference, their
+    trend in 1/H, and the primary contrast."""
+    done = frame[frame["status"] == "finished"] if len(frame) else frame
+    failed = P.failed_lines(frame) if len(frame) else []
+    stale: list[str] = []
+    if not done.empty:
+        done, stale = P.current(done, PRESETS[str(done["preset"].iloc[0])]["budget"])
+    if done.empty or (done["kind"] == "accuracy").sum() == 0:
         return Findings(
             "fixed-count", QUESTION, "No finished trials yet.", pd.DataFrame(), failed=failed
         )
-    table = rate_table(done)
-    acc, noise, differs, lower, higher = [], [], 0, 0, 0
-    for r in table.itertuples():
-        w = _word(r.err_diff_lo, r.err_diff_hi, "lower", "higher", "indistinguishable")
-        differs += w != "indistinguishable"
-        acc.append(
-            f"rate {r.rate:g}: {w} error ("
-            f"{fmt_ci(r.err_diff, r.err_diff_lo, r.err_diff_hi, digits=1)} pts; NLL "
-            f"{fmt_ci(r.nll_diff, r.nll_diff_lo, r.nll_diff_hi, digits=3)})"
-        )
-        lower += not math.isnan(r.noise_ratio_hi) and r.noise_ratio_hi < 1
-        higher += not math.isnan(r.noise_ratio_lo) and r.noise_ratio_lo > 1
-        noise.append(f"{r.rate:g}: {_ratio(r.noise_ratio, r.noise_ratio_lo, r.noise_ratio_hi)}")
-    n = len(table)
-    head = (
-        "A fixed number of active units makes no measurable difference to accuracy"
-        if differs == 0
-        else f"A fixed number of active units changes accuracy at {differs} of {n} rates"
-    )
-    if lower == n:
-        effect = "lowers"
-    elif higher == n:
-        effect = "raises"
-    elif lower == higher == 0:
-        effect = "does not measurably change"
-    else:
-        effect = f"lowers (at {lower} of {n} rates) or raises (at {higher}) or leaves unchanged"
-    verdict = (
-        f"{head} (fixed-count minus Bernoulli: {'; '.join(acc)}); it {effect} the gradient "
-        f"noise (trace Cov ratio fixed-count/Bernoulli on the same net and batch: "
-        f"{'; '.join(noise)})."
-    )
-    first = table.iloc[(table["rate"] - 0.5).abs().argmin()]
-    seeds = sorted(done["seed"].unique())
-    c = done.iloc[0]
+    roots = P.root_seeds(done)
+    per = _width_frame(done)
+    contrasts = _contrasts(per, roots)
+    table = width_table(per)
+    answer = _answer(contrasts)
+    lines = [f"{c.description}: {c.short(2)}" for c in contrasts]
+    acc = done[done["kind"] == "accuracy"]
     method = (
-        f"Data: {c['dataset']} (fixed split). Model: MLP {tuple(c['widths'])} (ReLU), dropout "
-        "after every hidden layer (input rate 0): droplab.Dropout (Bernoulli, inverted) or "
-        "droplab.FixedCountDropout (exactly round(rate*H) units dropped per example, scaled "
-        "by the exact kept fraction). Training: generic path of droplab.train.fit for both, "
-        f"Adam, cross-entropy, {c['epochs']} epochs, best-validation-loss epoch. Gradient: "
-        "droplab.theory.gradient_decomposition on the Bernoulli-trained net of each (seed, "
-        f"rate), a fixed batch of {c['grad_batch']} training examples, {c['grad_samples']} "
-        f"masks per variant. Seeds: {len(seeds)}, shared by both variants (same "
-        "initialization and batch order). CIs: 95% Student-t over seeds, paired by seed."
+        f"{acc['dataset'].iloc[0]}, n={int(acc['n_train'].iloc[0])}, a fresh data draw per "
+        f"replicate; root seeds {', '.join(map(str, roots))}; {contrasts[0].n_seeds} replicates. "
+        f"MLPs of two hidden layers of width H; each arm tuned with "
+        f"{int(acc['config'].max()) + 1} configurations per width (lr, AdamW weight decay, "
+        f"max-norm, hidden rate in [0.1, 0.7]), early stopping on validation error, up to "
+        f"{int(acc['max_steps'].iloc[0])} steps. Gradient noise: Bernoulli-trained nets at "
+        f"rate 0.5 measured at steps {', '.join(map(str, G.CHECKPOINTS))} before their early "
+        f"stop and at the selected weights, both masks on the same weights and a fixed batch. "
+        f"Trend: per-replicate least squares on 1/H, then a t interval over replicates. CIs: "
+        f"95% t over replicates; secondaries Holm-adjusted."
     )
     return Findings(
         study="fixed-count",
         question=QUESTION,
-        verdict=verdict,
-        key_number=(
-            f"gradient-noise ratio fixed-count/Bernoulli at rate {first.rate:g}: "
-            f"{_ratio(first.noise_ratio, first.noise_ratio_lo, first.noise_ratio_hi)}"
-        ),
-        table=table,
+        verdict=answer + " " + "; ".join(lines[1:]) + ".",
+        key_number=contrasts[0].short(),
+        table=pd.DataFrame([c.to_dict() for c in contrasts]),
         figures={"fixed_count": _figure(table)},
         method=method,
+        extra_tables={"differences by width (fixed-count − Bernoulli)": table.round(4)},
         failed=failed,
         references=["srivastava2014"],
+        answer=answer,
+        contrasts=contrasts,
+        notes=P.cap_note(acc, "fixed-count") + stale,
     )
 
 
@@ -318,9 +326,10 @@ STUDY = Study(
     trials=trials,
     run_group=run_group,
     analyze=analyze,
-    group_key=group_key,
+    group_key=G.group_key,
     description=(
-        "FixedCountDropout vs Bernoulli dropout at the same rate on MLPs: accuracy, NLL "
-        "and the gradient-noise trace measured on the same net and batch."
+        "Fixed-count vs Bernoulli dropout, both tuned, at widths 8-128: the test-error "
+        "difference, the gradient-noise difference along training, and their trend in 1/H."
     ),
+    seeded=True,
 )
