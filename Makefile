@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# one single-threaded worker process per core: small batched fits use a core better alone
+# than two threads on one fit (docs/performance.md, "The main job")
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: run test lint format venv clean
 
@@ -16,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/droplab run --preset standard
+	$(BIN)/droplab run --preset standard --workers $(WORKERS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
