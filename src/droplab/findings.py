@@ -93,14 +93,24 @@ class Contrast:
             for k, v in out.items()
         }
 
-    def short(self, digits: int = 1) -> str:
-        """``"-5.9 [-7.0, -4.8] points, lowers"``: estimate [CI] unit, call."""
+    def digits(self) -> int:
+        """Decimals to show: the interval's width to two significant digits, 1..4."""
+        width = abs(self.ci_high - self.ci_low)
+        if not math.isfinite(width) or width == 0:
+            scale = abs(self.estimate) if math.isfinite(self.estimate) and self.estimate else 1.0
+            width = scale
+        return max(1, min(4, 1 - math.floor(math.log10(width))))
+
+    def short(self, digits: int | None = None) -> str:
+        """``"-5.9 [-7.0, -4.8] points, lowers"``: estimate [CI] unit, call, at ``digits``
+        decimals (default :meth:`digits`, so an NLL of 0.004 does not print as +0.0)."""
+        d = self.digits() if digits is None else digits
         if math.isnan(self.ci_low) or math.isnan(self.ci_high):
             ci = "[n/a]"
         else:
-            ci = f"[{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
+            ci = f"[{self.ci_low:+.{d}f}, {self.ci_high:+.{d}f}]"
         unit = f" {self.unit}" if self.unit else ""
-        return f"{self.estimate:+.{digits}f} {ci}{unit}, {self.call}"
+        return f"{self.estimate:+.{d}f} {ci}{unit}, {self.call}"
 
 
 @dataclass

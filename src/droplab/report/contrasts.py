@@ -65,11 +65,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“(])")
 
 def digits(c: Contrast) -> int:
     """Decimals for ``c``: the CI's width shown to two significant digits, 1..4."""
-    width = abs(c.ci_high - c.ci_low)
-    if not math.isfinite(width) or width == 0:
-        scale = abs(c.estimate) if math.isfinite(c.estimate) and c.estimate else 1.0
-        width = scale
-    return max(1, min(4, 1 - math.floor(math.log10(width))))
+    return c.digits()
 
 
 def _num(x: float, d: int) -> str:

@@ -307,7 +307,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     methods, div = _tables(t, M)
     label = {"digits": "digits", "mnist1d": "MNIST-1D"}.get(str(done["dataset"].iloc[0]))
     answer = _answer(contrasts[0], t, M, label)
-    lines = [f"{c.description}: {c.short(2 if c.unit != 'points' else 1)}" for c in contrasts]
+    lines = [f"{c.description}: {c.short()}" for c in contrasts]
     configs = int(done.loc[done["arm"] == "plain", "config"].max()) + 1
     b = done.iloc[0]
     method = (

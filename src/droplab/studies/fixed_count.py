@@ -247,7 +247,7 @@ def _answer(cs: list[Contrast]) -> str:
         "inconclusive": f"Inconclusive: fixed-count minus Bernoulli test error is {ci} (mean over widths; detectable {p.mde:.1f})",
     }[p.call]
     slope = next((c for c in cs if c.name == "noise_slope"), None)
-    tail = f"; gradient-noise difference slope in 1/H: {slope.short(2)}" if slope else ""
+    tail = f"; gradient-noise difference slope in 1/H: {slope.short()}" if slope else ""
     return head + tail + "."
 
 
@@ -289,7 +289,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     contrasts = _contrasts(per, roots)
     table = width_table(per)
     answer = _answer(contrasts)
-    lines = [f"{c.description}: {c.short(2)}" for c in contrasts]
+    lines = [f"{c.description}: {c.short()}" for c in contrasts]
     acc = done[done["kind"] == "accuracy"]
     method = (
         f"{acc['dataset'].iloc[0]}, n={int(acc['n_train'].iloc[0])}, a fresh data draw per "

@@ -272,7 +272,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     grad = G.grad_rows(done)
     table = trajectory_table(grad)
     answer = _answer(contrasts[0], table)
-    lines = [f"{c.description}: {c.short(2)}" for c in contrasts]
+    lines = [f"{c.description}: {c.short()}" for c in contrasts]
     acc = done[done["kind"] == "accuracy"]
     method = (
         f"{acc['dataset'].iloc[0]}, n={int(acc['n_train'].iloc[0])}, a fresh data draw per "
@@ -293,7 +293,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
         study="gaussian",
         question=QUESTION,
         verdict=answer + " " + "; ".join(lines[1:]) + ".",
-        key_number=contrasts[0].short(2),
+        key_number=contrasts[0].short(),
         table=pd.DataFrame([c.to_dict() for c in contrasts]),
         figures={"gradient": _figure(grad, _primary_width(grad))},
         method=method,

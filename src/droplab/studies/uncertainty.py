@@ -279,7 +279,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
     )
     ood = ood_table(plain, drop, M)
     answer = _answer(contrasts[0], drop)
-    lines = [f"{c.description}: {c.short(3 if c.unit != 'points' else 1)}" for c in contrasts]
+    lines = [f"{c.description}: {c.short()}" for c in contrasts]
     invalid = sorted(set(ood.loc[~ood["valid"], "ood"]))
     notes = P.cap_note(done, "uncertainty") + stale
     if invalid:
@@ -311,7 +311,7 @@ def analyze(frame: pd.DataFrame) -> Findings:
         study="uncertainty",
         question=QUESTION,
         verdict=answer + " " + "; ".join(lines[1:]) + ".",
-        key_number=contrasts[0].short(3),
+        key_number=contrasts[0].short(),
         table=pd.DataFrame([c.to_dict() for c in contrasts]),
         figures=_figure(methods, ood),
         method=method,
