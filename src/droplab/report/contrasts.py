@@ -149,7 +149,7 @@ def replication_text(s: Any) -> str:
     if n < 2:
         return f"{n} root seed{'s' * (n != 1)} analysable"
     word = agreement(s.replications)
-    return f"{n} root seeds: {word} ({AGREEMENT_MEANING[word]})"
+    return f"{n} root seeds: {word}, {AGREEMENT_MEANING[word]}"
 
 
 def answer_text(f: Findings) -> str:
