@@ -198,7 +198,7 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
 
     from droplab.models import ModelSpec
     from droplab.studies.conv_probe import mechanism
-    from droplab.train import MemberConfig, TrainConfig, fit
+    from droplab.train import fit
 
     c = group[0].config
     ds = load_cell_data(c["dataset"], group[0].seed, c["n_train"], c.get("pool"))
@@ -213,26 +213,10 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
         stride=c["stride"],
         block_size=c["block_size"],
     )
-    cfg = TrainConfig(
-        epochs=r["epochs"],
-        batch_size=c["batch_size"],
-        optimizer="adamw",
-        eval_every=r["eval_every"],
-        patience=r["patience"],
-        select="val_acc",
-        curve_splits=("val",),
-        rate_ramp=math.ceil(c["ramp_steps"] / per_epoch) if c["ramp_steps"] else 0,
+    cfg = P.train_config(
+        c, rate_ramp=math.ceil(c["ramp_steps"] / per_epoch) if c["ramp_steps"] else 0
     )
-    members = [
-        MemberConfig(
-            seed=t.seed,
-            hidden_rate=t.config["hidden_rate"],
-            lr=t.config["lr"],
-            weight_decay=t.config["weight_decay"],
-            max_norm=t.config["max_norm"],
-        )
-        for t in group
-    ]
+    members = P.member_configs(group)
     result = fit(spec, ds, members, cfg, device=device)
     out = []
     x_val = ds.x_val.to("cpu")

@@ -78,10 +78,12 @@ __all__ = [
     "failed_lines",
     "group_key",
     "load_data",
+    "member_configs",
     "paired",
     "replicate_seed",
     "root_seeds",
     "run_fit",
+    "train_config",
     "tuned",
 ]
 
@@ -296,6 +298,43 @@ def recipe(c: Mapping[str, Any]) -> dict[str, int]:
     return {"epochs": epochs, "eval_every": eval_every, "patience": patience}
 
 
+def train_config(c: Mapping[str, Any], **overrides: Any) -> Any:
+    """The protocol's ``droplab.train.TrainConfig`` for a cell's config ``c``: AdamW, the
+    step budget of :func:`recipe`, early stopping on validation error, only the validation
+    split evaluated during training; ``overrides`` replace fields (e.g. ``rate_ramp``)."""
+    from droplab.train import TrainConfig  # torch: imported when a fit runs, not at `droplab list`
+
+    r = recipe(c)
+    fields: dict[str, Any] = {
+        "epochs": r["epochs"],
+        "batch_size": c["batch_size"],
+        "optimizer": "adamw",
+        "eval_every": r["eval_every"],
+        "patience": r["patience"],
+        "select": "val_acc",
+        "curve_splits": ("val",),
+    }
+    return TrainConfig(**{**fields, **overrides})
+
+
+def member_configs(group: Sequence[Trial]) -> list[Any]:
+    """One ``droplab.train.MemberConfig`` per trial: its seed and member hyperparameters
+    (a rate a trial's config lacks is 0)."""
+    from droplab.train import MemberConfig  # torch: see train_config
+
+    return [
+        MemberConfig(
+            seed=t.seed,
+            input_rate=t.config.get("input_rate", 0.0),
+            hidden_rate=t.config.get("hidden_rate", 0.0),
+            lr=t.config["lr"],
+            weight_decay=t.config["weight_decay"],
+            max_norm=t.config["max_norm"],
+        )
+        for t in group
+    ]
+
+
 def run_fit(group: list[Trial], device: str) -> list[dict[str, Any]]:
     """Train one (cell, replicate): every arm and configuration as a member of one fit.
 
@@ -303,31 +342,13 @@ def run_fit(group: list[Trial], device: str) -> list[dict[str, Any]]:
     selected weights) and its validation curves.
     """
     from droplab.models import ModelSpec
-    from droplab.train import MemberConfig, TrainConfig, fit
+    from droplab.train import fit
 
     c = group[0].config
     ds = load_data(c["dataset"], group[0].seed, c["n_train"], c.get("pool"))
     r = recipe(c)
-    cfg = TrainConfig(
-        epochs=r["epochs"],
-        batch_size=c["batch_size"],
-        optimizer="adamw",
-        eval_every=r["eval_every"],
-        patience=r["patience"],
-        select="val_acc",
-        curve_splits=("val",),
-    )
-    members = [
-        MemberConfig(
-            seed=t.seed,
-            input_rate=t.config["input_rate"],
-            hidden_rate=t.config["hidden_rate"],
-            lr=t.config["lr"],
-            weight_decay=t.config["weight_decay"],
-            max_norm=t.config["max_norm"],
-        )
-        for t in group
-    ]
+    cfg = train_config(c)
+    members = member_configs(group)
     if str(c.get("model", "mlp")).startswith(USER):
         from droplab.studies.base import load_user_model
 

@@ -135,32 +135,13 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
     not hand back the trained modules.
     """
     from droplab.models import ModelSpec
-    from droplab.train import MemberConfig, TrainConfig, fit
+    from droplab.train import fit
 
     c = group[0].config
     seed = group[0].seed
     ds = P.load_data(c["dataset"], seed, c["n_train"], c.get("pool"))
-    r = P.recipe(c)
-    cfg = TrainConfig(
-        epochs=r["epochs"],
-        batch_size=c["batch_size"],
-        optimizer="adamw",
-        eval_every=r["eval_every"],
-        patience=r["patience"],
-        select="val_acc",
-        curve_splits=("val",),
-    )
-    members = [
-        MemberConfig(
-            seed=t.seed,
-            input_rate=t.config["input_rate"],
-            hidden_rate=t.config["hidden_rate"],
-            lr=t.config["lr"],
-            weight_decay=t.config["weight_decay"],
-            max_norm=t.config["max_norm"],
-        )
-        for t in group
-    ]
+    cfg = P.train_config(c)
+    members = P.member_configs(group)
     result = fit(ModelSpec("mlp", widths=tuple(c["widths"])), ds, members, cfg, device=device)
     finite = [math.isfinite(m.metrics.get("val_loss", math.nan)) for m in result.members]
     if not any(finite):
@@ -169,7 +150,7 @@ def run_group(group: list[Trial], device: str) -> list[dict[str, Any]]:
     out = []
     for k, (m, ok) in enumerate(zip(result.members, finite)):
         metrics = dict(m.metrics)
-        metrics["epochs_cap"] = float(r["epochs"])
+        metrics["epochs_cap"] = float(cfg.epochs)
         metrics["diverged"] = float(not ok)  # selection ranks a diverged member last
         curves = dict(m.curves)
         if ok:
