@@ -45,3 +45,33 @@ def test_bars_whiskers_and_errors():
         style.bars(ax[1], ["a"], [1.0, 2.0], [0.5, 1.5], [1.5, 3.0])
     with pytest.raises(ValueError, match="ncols"):
         style.figure(ncols=0)
+
+
+def test_forest_draws_one_interval_per_contrast_and_the_margin():
+    import matplotlib.pyplot as plt
+
+    from droplab.findings import Contrast
+
+    def c(name, est, primary):
+        return Contrast(
+            name,
+            name,
+            primary,
+            "test_error",
+            "points",
+            est,
+            est - 1,
+            est + 1,
+            "inconclusive",
+            1.5,
+            5,
+        )
+
+    fig = style.forest([c("a", -0.5, True), c("b", 2.0, False)], xlabel="x")
+    ax = fig.axes[0]
+    at = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
+    assert at["a"] > at["b"]  # the given order, top to bottom
+    assert len(ax.containers) == 2  # one errorbar each
+    assert ax.patches[0].get_x() == -1.5  # the margin band starts at -m
+    plt.close(fig)
+    plt.close(style.forest([], xlabel="x"))

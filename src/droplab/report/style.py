@@ -176,3 +176,28 @@ def bars(
     out = ax.bar(pos, m, color=colors, yerr=yerr, ecolor="#333333", capsize=3)
     ax.set_xticks(pos, labels)
     return out
+
+
+def forest(contrasts: Sequence[Any], *, xlabel: str, fontsize: int = 8) -> Any:
+    """A forest plot of ``contrasts`` (``droplab.findings.Contrast``, one unit): each
+    estimate with its interval, top to bottom in the given order, the primary one in the
+    first palette colour; a line at 0 and the equivalence margin ±m of the first contrast
+    shaded. Returns the figure (empty axes for no contrasts)."""
+    fig, ax = figure(width=6.6, height=0.33 * len(contrasts) + 1.2)
+    y = np.arange(len(contrasts))[::-1]
+    for yi, c in zip(y, contrasts):
+        ax.errorbar(
+            c.estimate,
+            yi,
+            xerr=[[c.estimate - c.ci_low], [c.ci_high - c.estimate]],
+            fmt="o",
+            color=color(0 if c.primary else 1),
+            capsize=3,
+        )
+    ax.axvline(0, color="black", linewidth=0.8)
+    if contrasts:
+        m = float(contrasts[0].margin)
+        ax.axvspan(-m, m, color="#dddddd", alpha=0.5, linewidth=0)
+    ax.set_yticks(y, [c.name for c in contrasts], fontsize=fontsize)
+    ax.set(xlabel=xlabel)
+    return fig

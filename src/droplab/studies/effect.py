@@ -38,7 +38,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from droplab.findings import Contrast, Findings
@@ -378,22 +377,10 @@ def _figures(curves: pd.DataFrame, contrasts: list[Contrast], label: str) -> dic
         title=f"{label}: tuned learning curves, 95% CI over seeds",
     )
     ax.legend(fontsize=8)
-    forest, fax = style.figure(width=6.4, height=0.35 * len(contrasts) + 1.2)
-    errs = [c for c in contrasts if c.unit == "points"]
-    y = np.arange(len(errs))[::-1]
-    for yi, c in zip(y, errs):
-        fax.errorbar(
-            c.estimate,
-            yi,
-            xerr=[[c.estimate - c.ci_low], [c.ci_high - c.estimate]],
-            fmt="o",
-            color=style.color(0 if c.primary else 1),
-            capsize=3,
-        )
-    fax.axvline(0, color="black", linewidth=0.8)
-    fax.axvspan(-1, 1, color="#dddddd", alpha=0.5, linewidth=0)
-    fax.set_yticks(y, [c.name for c in errs], fontsize=8)
-    fax.set(xlabel="difference in test error (points), 95% CI; grey: ±1 point margin")
+    forest = style.forest(
+        [c for c in contrasts if c.unit == "points"],
+        xlabel="difference in test error (points), 95% CI; grey: ±1 point margin",
+    )
     return {"learning_curves": fig, "contrasts": forest}
 
 

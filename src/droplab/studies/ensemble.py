@@ -49,7 +49,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from droplab.findings import Contrast, Findings
@@ -269,22 +268,11 @@ def _figure(methods: pd.DataFrame, contrasts: list[Contrast]) -> dict[str, Any]:
     )
     ax.set(ylabel="test error (%)", title="tuned methods, 95% CI over replicates")
     ax.tick_params(axis="x", labelrotation=30)
-    forest, fax = style.figure(width=6.4, height=0.35 * len(contrasts) + 1.2)
-    errs = [c for c in contrasts if c.unit == "points"]
-    y = np.arange(len(errs))[::-1]
-    for yi, c in zip(y, errs):
-        fax.errorbar(
-            c.estimate,
-            yi,
-            xerr=[[c.estimate - c.ci_low], [c.ci_high - c.estimate]],
-            fmt="o",
-            color="black" if c.primary else "#555555",
-        )
-    fax.axvline(0, color="#333333", linewidth=0.8)
-    for m in (-1, 1):
-        fax.axvline(m * (errs[0].margin if errs else 1.0), color="#999999", linestyle=":")
-    fax.set_yticks(y, [c.name for c in errs], fontsize=7)
-    fax.set(xlabel="difference in test error (points), Holm-widened for secondaries")
+    forest = style.forest(
+        [c for c in contrasts if c.unit == "points"],
+        xlabel="difference in test error (points), Holm-widened for secondaries",
+        fontsize=7,
+    )
     return {"methods": fig, "contrasts": forest}
 
 

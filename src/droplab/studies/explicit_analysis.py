@@ -219,19 +219,9 @@ def check_table(check: pd.DataFrame) -> pd.DataFrame:
 def figure(contrasts: list[Contrast]) -> Any:
     from droplab.report import style
 
-    fig, ax = style.figure(width=6.8, height=0.32 * len(contrasts) + 1.2)
-    y = np.arange(len(contrasts))[::-1]
-    for yi, c in zip(y, contrasts):
-        ax.errorbar(
-            c.estimate,
-            yi,
-            xerr=[[c.estimate - c.ci_low], [c.ci_high - c.estimate]],
-            fmt="o",
-            color=style.color(0 if c.primary else 1),
-            capsize=3,
-        )
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.axvspan(-1, 1, color="#dddddd", alpha=0.5, linewidth=0)
-    ax.set_yticks(y, [c.name for c in contrasts], fontsize=7)
-    ax.set(xlabel="difference in test error (points), Holm-widened 95% CI; grey: ±1 point")
+    fig = style.forest(
+        contrasts,
+        xlabel="difference in test error (points), Holm-widened 95% CI; grey: ±1 point",
+        fontsize=7,
+    )
     return fig
