@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from droplab import rng
-from droplab.store import canonical_json
+from droplab.store import config_key
 from droplab.studies import protocol as P
 from droplab.studies.base import Trial
 
@@ -161,8 +161,7 @@ def trials_of(
 
 def group_key(trial: Trial) -> Hashable:
     """The members of one fit: same replicate, cell, arm and placement."""
-    c = {k: v for k, v in trial.config.items() if k not in ("config", *P.MEMBER_KEYS)}
-    return (trial.preset, trial.seed, canonical_json(c))
+    return (trial.preset, trial.seed, config_key(trial.config, without=("config", *P.MEMBER_KEYS)))
 
 
 @functools.lru_cache(maxsize=4)  # the arms of one replicate share the draw (MNIST-1D: ~3 s)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from droplab import rng
-from droplab.store import canonical_json
+from droplab.store import config_key
 from droplab.studies import protocol as P
 from droplab.studies.base import Trial
 from droplab.studies.calibration import auroc, entropy, scaled, scores_ts
@@ -112,8 +112,7 @@ def trials(
 def group_key(trial: Trial) -> Hashable:
     """One fit per (replicate, recipe): every arm, configuration and member."""
     skip = ("arm", "config", "members", *P.MEMBER_KEYS)
-    c = {k: v for k, v in trial.config.items() if k not in skip}
-    return (trial.preset, trial.seed, canonical_json(c))
+    return (trial.preset, trial.seed, config_key(trial.config, without=skip))
 
 
 # -- predictions ---------------------------------------------------------------------------
