@@ -165,5 +165,5 @@ def test_study_without_contrasts_is_rendered_with_its_verdict(page, md):
         "Second sentence here.",
     )
     # a study without called contrasts says so, one on the protocol does not
-    assert "not yet on the protocol" in sec and "not yet on the protocol" in msec
-    assert "not yet on the protocol" not in _section(page, "effect")
+    assert "not on the protocol" in sec and "not on the protocol" in msec
+    assert "not on the protocol" not in _section(page, "effect")

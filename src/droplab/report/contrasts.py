@@ -130,8 +130,9 @@ def first_sentence(text: str) -> str:
     return _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
 
 
-#: shown beside the key number of a study not yet on the protocol (no called contrasts)
-OFF_PROTOCOL = "not yet on the protocol: one untuned recipe, no called contrast"
+#: shown beside the key number of a study off the protocol (e.g. a plug-in study without
+#: contrasts)
+OFF_PROTOCOL = "not on the protocol: no called contrast"
 
 
 #: what each :data:`droplab.findings.AGREEMENTS` value says about replications
