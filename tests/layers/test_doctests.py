@@ -9,6 +9,11 @@ import pytest
 
 MODULES = [
     "droplab.functional",
+    "droplab.functional.bernoulli",
+    "droplab.functional.gaussian",
+    "droplab.functional.alpha",
+    "droplab.functional.structured",
+    "droplab.functional.paths",
     "droplab._validate",
     "droplab.layers.bernoulli",
     "droplab.layers.gaussian",
