@@ -130,22 +130,12 @@ class MemberNoise:
         each kept member keeps its seed, rates, variant and its stream position (the shared
         ``counter``; on the torch backend its own ``torch.Generator`` object), so its masks
         from here on are exactly those it would have drawn in the full batch."""
-        new = MemberNoise(
+        return self._continued(
             [self.seeds[k] for k in keep],
             [[r[k] for k in keep] for r in self.rates],
             [self.gaussian[k] for k in keep],
-            scaling=self.scaling,
-            device=self.device,
-            dtype=self.dtype,
-            spatial=self.spatial,
-            blocks=self.blocks,
-            stream=self.stream,
-            backend=self.backend,
+            [self.gens[k] for k in keep] if self.backend == "torch" else None,
         )
-        new.counter = self.counter
-        if self.backend == "torch":
-            new.gens = [self.gens[k] for k in keep]  # the same generators, mid-stream
-        return new
 
     def with_rates(self, rates: list[list[float]]) -> MemberNoise:
         """The same members and stream positions (the shared ``counter``; on the torch
@@ -156,10 +146,23 @@ class MemberNoise:
                 f"rates must be {len(self.rates)} slots of {self.K} members, got "
                 f"{[len(r) for r in rates]}"
             )
+        return self._continued(
+            self.seeds, rates, self.gaussian, self.gens if self.backend == "torch" else None
+        )
+
+    def _continued(
+        self,
+        seeds: list[int],
+        rates: list[list[float]],
+        gaussian: list[bool],
+        gens: list[torch.Generator] | None,
+    ) -> MemberNoise:
+        """A MemberNoise of these members that continues this one's stream: the shared
+        ``counter``, and on the torch backend the given generators (mid-stream)."""
         new = MemberNoise(
-            self.seeds,
+            seeds,
             rates,
-            self.gaussian,
+            gaussian,
             scaling=self.scaling,
             device=self.device,
             dtype=self.dtype,
@@ -169,8 +172,8 @@ class MemberNoise:
             backend=self.backend,
         )
         new.counter = self.counter
-        if self.backend == "torch":
-            new.gens = self.gens
+        if gens is not None:
+            new.gens = gens
         return new
 
     def advance(self) -> None:
